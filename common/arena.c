@@ -25,7 +25,8 @@ void arena_free(arena *a)
     a->used_total = 0;
 }
 
-void *arena_alloc(arena *a, size_t size)
+/* size bytes, 16-byte aligned, not zeroed */
+static void *alloc_raw(arena *a, size_t size)
 {
     size = (size + 15) & ~(size_t)15;
     arena_block *b = a->head;
@@ -44,15 +45,24 @@ void *arena_alloc(arena *a, size_t size)
     void *p = b->data + b->used;
     b->used += size;
     a->used_total += size;
-    memset(p, 0, size);
     return p;
 }
 
+void *arena_alloc(arena *a, size_t size)
+{
+    void *p = alloc_raw(a, size);
+    memset(p, 0, (size + 15) & ~(size_t)15);   /* padding too, as before */
+    return p;
+}
+
+/* Zeroes only what the copy does not cover: growing arrays (ARR_PUSH) copy most bytes. */
 void *arena_realloc(arena *a, void *old, size_t old_size, size_t new_size)
 {
-    void *p = arena_alloc(a, new_size);
-    if (old && old_size)
-        memcpy(p, old, old_size < new_size ? old_size : new_size);
+    size_t keep = old ? (old_size < new_size ? old_size : new_size) : 0;
+    char *p = alloc_raw(a, new_size);
+    if (keep)
+        memcpy(p, old, keep);
+    memset(p + keep, 0, ((new_size + 15) & ~(size_t)15) - keep);
     return p;
 }
 

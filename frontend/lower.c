@@ -3,6 +3,7 @@
  * ir_append() are the second line of defence and report through the same location. */
 #include "lower.h"
 #include <errno.h>
+#include <stdint.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,10 +25,23 @@ typedef struct value {
     bool tuple;             /* V_LIST made by `return a, b` */
 } value;
 
+/* Name -> pointer hash map (open addressing; keys are not copied). Name lookups were
+ * linear scans, which made long fns and many params quadratic (bench/frontend_scale). */
+typedef struct name_map {
+    int cap, n;             /* cap: 0 or a power of two */
+    const char **keys;
+    void **vals;
+} name_map;
+
+/* A scope is a chain of bindings, newest first. A chain only grows: code leaves a scope by
+ * restoring a saved chain or starting a new one (scope = NULL), never by cutting a chain,
+ * so the map in a chain's first binding (its root) holds the newest binding of each name. */
 typedef struct binding {
     const char *name;
     value v;
     struct binding *next;
+    struct binding *root;   /* first binding of this chain */
+    name_map *map;          /* root only: name -> newest binding of the chain */
 } binding;
 
 typedef struct global {
@@ -46,6 +60,7 @@ typedef struct lower_ctx {
     ir_module *mod;
     int nglobals, gcap;
     global *globals;
+    name_map gmap;          /* global name -> index + 1 */
     /* per export function */
     ir_func *fn;
     int *param_nodes;       /* node id of each param in fn, or -1 */
@@ -94,6 +109,11 @@ static void shape_str(char *buf, size_t n, const ir_node *t)
 static value emit(lower_ctx *c, ir_proto *p)
 {
     char err[256];
+    if (!c->fn) {   /* a constant expression (const, a declared shape) that needs a tensor */
+        diag_error(c->loc, "not a constant expression: constants and declared shapes use numbers, consts and "
+                           "+ - * / %% **");
+        return VERR;
+    }
     p->line = c->loc.line;
     p->col = c->loc.col;
     int id = ir_append(c->fn, p, err, sizeof err);
@@ -291,6 +311,8 @@ static value to_tensor(lower_ctx *c, value v)
 
 /* ------------------------------------------------------------------ argument binding */
 
+static int edit_distance(const char *a, const char *b);
+
 #define MAX_ARGS 8
 
 typedef struct builtin builtin;
@@ -365,6 +387,11 @@ static bool bind_args(lower_ctx *c, const char *fname, const char *sig, int npos
                 s = t;
         if (s < 0) {
             diag_error(kw[j].loc, "%s() has no argument named '%s'", fname, kn);
+            for (int t = 0; t < n; t++)
+                if (strlen(names[t]) > 1 && edit_distance(kn, names[t]) <= 2) {
+                    diag_note(kw[j].loc, "did you mean '%s'?", names[t]);
+                    break;
+                }
             return false;
         }
         if (set[s]) {
@@ -550,10 +577,19 @@ static value fold_binary(lower_ctx *c, ir_opcode op, value a, value b)
     double x = num(a), y = num(b);
     int64_t i = a.i, j = b.i;
     value r;
+    int64_t w;
     switch (op) {
-    case OP_add: return ints ? vint(i + j) : vfloat(x + y);
-    case OP_sub: return ints ? vint(i - j) : vfloat(x - y);
-    case OP_mul: return ints ? vint(i * j) : vfloat(x * y);
+    case OP_add:
+    case OP_sub:
+    case OP_mul:
+        if (!ints)
+            return vfloat(op == OP_add ? x + y : op == OP_sub ? x - y : x * y);
+        if (op == OP_add ? __builtin_add_overflow(i, j, &w)
+                         : op == OP_sub ? __builtin_sub_overflow(i, j, &w) : __builtin_mul_overflow(i, j, &w)) {
+            diag_error(c->loc, "integer overflow in a compile-time expression");
+            return VERR;
+        }
+        return vint(w);
     case OP_div:
     case OP_mod:
         if (ints && j == 0) {
@@ -562,6 +598,10 @@ static value fold_binary(lower_ctx *c, ir_opcode op, value a, value b)
         }
         if (!ints)
             return op == OP_div ? vfloat(x / y) : vfloat(x - floor(x / y) * y);
+        if (i == INT64_MIN && j == -1) {
+            diag_error(c->loc, "integer overflow in a compile-time expression");
+            return VERR;
+        }
         if (op == OP_div) {   /* integers divide with floor, like Python's // */
             int64_t q = i / j;
             return vint((i % j != 0 && ((i < 0) != (j < 0))) ? q - 1 : q);
@@ -569,9 +609,16 @@ static value fold_binary(lower_ctx *c, ir_opcode op, value a, value b)
         return vint(((i % j) + j) % j);
     case OP_pow:
         if (ints && j >= 0) {
-            int64_t p = 1;
-            for (int64_t k = 0; k < j && k < 64; k++)
-                p *= i;
+            if (i == 0 || i == 1)
+                return vint(j == 0 ? 1 : i);
+            if (i == -1)
+                return vint(j % 2 ? -1 : 1);
+            int64_t p = 1;   /* |i| >= 2 overflows within 63 steps */
+            for (int64_t k = 0; k < j; k++)
+                if (__builtin_mul_overflow(p, i, &p)) {
+                    diag_error(c->loc, "integer overflow in a compile-time expression");
+                    return VERR;
+                }
             return vint(p);
         }
         return vfloat(pow(x, y));
@@ -685,17 +732,16 @@ static value bi_where(lower_ctx *c, value *a, const builtin *b)
     value br[2] = {a[1], a[2]};
     ir_dtype dt = promote_values(c, br, 2);
     value all[3] = {m, a[1], a[2]};
-    int ids[3];
-    if (!unify(c, all, 3, dt, ids))
-        return VERR;
-    /* unify cast the condition too: redo it at bool */
-    int rank;
+    int ids[3], rank;
     int64_t shape[IR_MAX_RANK];
-    broadcast_shapes(c, all, 3, &rank, shape);
-    value mm = emit_expand(c, m.id, rank, shape);
-    if (mm.k == V_ERR)
+    if (!broadcast_shapes(c, all, 3, &rank, shape))
         return VERR;
-    ids[0] = mm.id;
+    for (int k = 0; k < 3; k++) {   /* the condition stays bool; the branches meet at dt */
+        value v = k == 0 ? m : all[k].k == V_TENSOR ? emit_cast(c, all[k].id, dt) : emit_const(c, num(all[k]), dt);
+        if (v.k == V_ERR || (v = emit_expand(c, v.id, rank, shape)).k == V_ERR)
+            return VERR;
+        ids[k] = v.id;
+    }
     ir_proto p = {.op = OP_where, .nin = 3, .in = ids};
     return emit(c, &p);
 }
@@ -735,6 +781,14 @@ static value bi_reduce(lower_ctx *c, value *a, const builtin *b)
     if (!get_axes(c, a[1], xn->rank, &n, axes) || !get_bool(c, a[2], false, &keep))
         return VERR;
     ir_opcode op = b->op;
+    if (op == OP_max || op == OP_min || op == OP_argmax || op == OP_argmin) {
+        for (int k = 0; k < n; k++)
+            if (xn->shape[axes[k]] == 0) {
+                diag_error(c->loc, "%s() over an empty dimension (axis %lld has size 0) has no result", b->name,
+                           (long long)axes[k]);
+                return VERR;
+            }
+    }
     if ((ir_ops[op].flags & OPF_FLOAT) && !ir_dtype_is_float(xn->dtype)) {
         if (op == OP_logsumexp) {
             x = emit_cast(c, x.id, DT_F32);   /* torch.logsumexp promotes integers */
@@ -1156,8 +1210,11 @@ static value bi_unsqueeze(lower_ctx *c, value *a, const builtin *b)
     if (!get_tensor(c, a[0], "the input", &x) || !get_int(c, a[1], "axis", &ax))
         return VERR;
     int r = node(c, x)->rank;
-    if (!wrap_axis(c, ax, r + 1, &ax))
+    if (ax < -(r + 1) || ax > r) {
+        diag_error(c->loc, "unsqueeze() of a rank-%d tensor takes an axis in %d..%d, got %lld", r, -(r + 1), r, (long long)ax);
         return VERR;
+    }
+    ax = ax < 0 ? ax + r + 1 : ax;
     ir_proto p = {.op = OP_unsqueeze, .nin = 1, .in = &x, .i = {ax}};
     return emit(c, &p);
 }
@@ -1501,12 +1558,63 @@ static const builtin *find_builtin(const char *name)
 
 /* ------------------------------------------------------------------ names */
 
+static uint32_t name_hash(const char *s)
+{
+    uint32_t h = 2166136261u;   /* FNV-1a */
+    while (*s)
+        h = (h ^ (unsigned char)*s++) * 16777619u;
+    return h;
+}
+
+/* index of key's slot, or of the empty slot where it would go */
+static int map_slot(const name_map *m, const char *key)
+{
+    int mask = m->cap - 1, k = (int)(name_hash(key) & (uint32_t)mask);
+    while (m->keys[k] && strcmp(m->keys[k], key) != 0)
+        k = (k + 1) & mask;
+    return k;
+}
+
+static void *map_get(const name_map *m, const char *key)
+{
+    if (!m || !m->cap)
+        return NULL;
+    return m->vals[map_slot(m, key)];
+}
+
+static void map_put(arena *ar, name_map *m, const char *key, void *val)
+{
+    if (2 * (m->n + 1) > m->cap) {   /* keep the load under 1/2 */
+        name_map g = {.cap = m->cap ? 2 * m->cap : 16};
+        g.keys = arena_alloc(ar, sizeof *g.keys * (size_t)g.cap);
+        g.vals = arena_alloc(ar, sizeof *g.vals * (size_t)g.cap);
+        for (int k = 0; k < m->cap; k++)
+            if (m->keys[k]) {
+                int j = map_slot(&g, m->keys[k]);
+                g.keys[j] = m->keys[k];
+                g.vals[j] = m->vals[k];
+            }
+        g.n = m->n;
+        *m = g;
+    }
+    int k = map_slot(m, key);
+    if (!m->keys[k]) {
+        m->keys[k] = key;
+        m->n++;
+    }
+    m->vals[k] = val;
+}
+
+/* the newest binding of name in the current scope, or NULL */
+static binding *find_local(lower_ctx *c, const char *name)
+{
+    return c->scope ? map_get(c->scope->root->map, name) : NULL;
+}
+
 static global *find_global(lower_ctx *c, const char *name)
 {
-    for (int k = 0; k < c->nglobals; k++)
-        if (strcmp(c->globals[k].name, name) == 0)
-            return &c->globals[k];
-    return NULL;
+    uintptr_t k = (uintptr_t)map_get(&c->gmap, name);   /* index + 1; 0: absent */
+    return k ? &c->globals[k - 1] : NULL;
 }
 
 static int edit_distance(const char *a, const char *b)
@@ -1566,9 +1674,9 @@ static value param_value(lower_ctx *c, global *g)
 
 static value lookup(lower_ctx *c, const char *name, src_loc loc)
 {
-    for (binding *b = c->scope; b; b = b->next)
-        if (strcmp(b->name, name) == 0)
-            return b->v;
+    binding *b = find_local(c, name);
+    if (b)
+        return b->v;
     global *g = find_global(c, name);
     if (g) {
         if (g->kind == DECL_PARAM) {
@@ -1598,20 +1706,39 @@ static value lookup(lower_ctx *c, const char *name, src_loc loc)
     if (find_builtin(name))
         diag_error(loc, "'%s' is a builtin function; call it: %s(...)", name, name);
     else {
-        diag_error(loc, "unknown name '%s'", name);
-        suggest_name(c, name, false);
+        const ast_decl *later = NULL;
+        for (int k = 0; k < c->file->ndecls && !later; k++)
+            if (strcmp(c->file->decls[k]->name, name) == 0)
+                later = c->file->decls[k];
+        if (later) {
+            diag_error(loc, "'%s' is defined later (line %d); constants and params can use only earlier constants",
+                       name, later->loc.line);
+        } else {
+            diag_error(loc, "unknown name '%s'", name);
+            suggest_name(c, name, false);
+        }
     }
     c->loc = saved;
     return VERR;
 }
 
-static void bind(lower_ctx *c, const char *name, value v)
+static void bind_quiet(lower_ctx *c, const char *name, value v)
 {
     binding *b = arena_alloc(c->ar, sizeof *b);
     b->name = name;
     b->v = v;
     b->next = c->scope;
+    b->root = c->scope ? c->scope->root : b;
+    if (!c->scope)
+        b->map = arena_alloc(c->ar, sizeof *b->map);
+    map_put(c->ar, b->root->map, name, b);
     c->scope = b;
+}
+
+/* A binding also names the value it binds, if it has no name yet (`h = relu(..)` -> %h). */
+static void bind(lower_ctx *c, const char *name, value v)
+{
+    bind_quiet(c, name, v);
     if (v.k == V_TENSOR && c->fn && !node(c, v.id)->name)
         node(c, v.id)->name = name;
 }
@@ -1823,11 +1950,9 @@ static value call_expr(lower_ctx *c, const ast_expr *e)
     /* a name bound to a helper fn, or a global fn */
     value callee = {.k = V_NONE};
     if (!method) {
-        for (binding *b = c->scope; b; b = b->next)
-            if (strcmp(b->name, name) == 0) {
-                callee = b->v;
-                break;
-            }
+        binding *local = find_local(c, name);
+        if (local)
+            callee = local->v;
         global *g = callee.k == V_NONE ? find_global(c, name) : NULL;
         if (g && g->kind == DECL_FN)
             callee = (value){.k = V_FN, .fn = g->decl};
@@ -1916,7 +2041,7 @@ static value lower_expr_inner(lower_ctx *c, const ast_expr *e)
         if (x.k == V_ERR)
             return VERR;
         if (e->op == '-') {
-            if (x.k == V_INT)
+            if (x.k == V_INT && x.i != INT64_MIN)
                 return vint(-x.i);
             if (x.k == V_FLOAT)
                 return vfloat(-x.f);
@@ -2126,7 +2251,12 @@ static value call_fn(lower_ctx *c, const ast_decl *fn, int npos, value *pos, con
     }
     for (int k = 0; k < c->depth; k++)
         if (c->stack[k] == fn) {
-            diag_error(call_loc, "recursion: '%s' calls itself; tdsl inlines every call, so fns cannot recurse", fn->name);
+            char chain[512] = "";
+            size_t o = 0;
+            for (int j = k + 1; j < c->depth && o < sizeof chain; j++)
+                o += (size_t)snprintf(chain + o, sizeof chain - o, "%s'%s'", j > k + 1 ? ", " : " through ", c->stack[j]->name);
+            diag_error(call_loc, "recursion: '%s' calls itself%s; tdsl inlines every call, so fns cannot recurse",
+                       fn->name, chain);
             diag_note(fn->loc, "'%s' is defined here", fn->name);
             return VERR;
         }
@@ -2176,7 +2306,7 @@ static value call_fn(lower_ctx *c, const ast_decl *fn, int npos, value *pos, con
             snprintf(what, sizeof what, "argument '%s' of '%s'", fn->params[k].name, fn->name);
             ok &= check_type(c, args[k], fn->params[k].type, what, call_loc);
         }
-        bind(c, fn->params[k].name, args[k]);
+        bind_quiet(c, fn->params[k].name, args[k]);
     }
     exec_state st = {0};
     if (ok)
@@ -2279,9 +2409,15 @@ static void lower_export_fn(lower_ctx *c, const ast_decl *d)
         return;
     }
     c->loc = st.ret_loc;
-    if (!check_result(c, st.ret, d->type, d->name, st.ret_loc))
-        return;
     value r = st.ret;
+    /* numbers become rank-0 tensors before the declared result type is checked */
+    if (is_number(r))
+        r = to_tensor(c, r);
+    for (int k = 0; r.k == V_LIST && r.tuple && k < r.n; k++)
+        if (is_number(r.items[k]))
+            r.items[k] = to_tensor(c, r.items[k]);
+    if (!check_result(c, r, d->type, d->name, st.ret_loc))
+        return;
     int n = r.k == V_LIST && r.tuple ? r.n : 1;
     for (int k = 0; k < n; k++) {
         value v = n > 1 || (r.k == V_LIST && r.tuple) ? r.items[k] : r;
@@ -2368,6 +2504,7 @@ static void add_global(lower_ctx *c, const ast_decl *d, int kind, value v, int p
         diag_warning(d->name_loc.line ? d->name_loc : d->loc, "'%s' shadows the builtin of the same name", d->name);
     global g = {.name = d->name, .loc = d->loc, .kind = kind, .v = v, .decl = d, .param_index = param_index};
     ARR_PUSH(c->ar, c->globals, c->nglobals, c->gcap, g);
+    map_put(c->ar, &c->gmap, d->name, (void *)(uintptr_t)c->nglobals);
 }
 
 static void lower_export_decl(lower_ctx *c, const ast_decl *d)
@@ -2426,8 +2563,10 @@ ir_module *lower_file(arena *ar, const ast_file *file, lower_opts *opts)
         }
         case DECL_PARAM: {
             ir_param p = {.name = d->name, .line = d->loc.line, .col = d->loc.col};
-            if (!eval_type(c, d->type, &p.dtype, &p.rank, p.shape) || !param_init(c, d->value, &p))
+            if (!eval_type(c, d->type, &p.dtype, &p.rank, p.shape) || !param_init(c, d->value, &p)) {
+                add_global(c, d, DECL_CONST, VERR, -1);   /* later uses stay quiet */
                 break;
+            }
             add_global(c, d, DECL_PARAM, VERR, ir_add_param(c->mod, &p));
             break;
         }

@@ -28,6 +28,7 @@ typedef struct parse_ctx {
     size_t off;
     size_t tok_off, tok_len;    /* the last token's bytes in file->text */
     int last_tok;               /* last token returned, 0 before the first */
+    int end_line, end_col;      /* just past the last token other than NEWLINE */
     bool eof_newline;           /* the NEWLINE ending an unterminated last line was sent */
     parse_bracket *br;          /* open brackets, innermost last */
     int nbr, capbr;
@@ -360,8 +361,10 @@ static void describe_token(parse_ctx *pc, yysymbol_kind_t tok, char *buf, size_t
     }
 }
 
+static int char_sym(int c) { return YYTRANSLATE(c); }
+
 /* What the parser wanted, condensed: "an expression" instead of a dozen tokens. */
-static void describe_expected(const yysymbol_kind_t *exp, int n, char *buf, size_t cap)
+static void describe_expected(const yysymbol_kind_t *exp, int n, bool at_eof, char *buf, size_t cap)
 {
     bool has[YYNTOKENS] = {false};
     for (int i = 0; i < n; i++)
@@ -375,6 +378,10 @@ static void describe_expected(const yysymbol_kind_t *exp, int n, char *buf, size
     const char *parts[8];
     int np = 0;
     buf[0] = 0;
+    if (at_eof && has[char_sym('}')]) {   /* the one thing that can end the file here */
+        snprintf(buf, cap, "'}'");
+        return;
+    }
 
     if (has[YYSYMBOL_CONST] && has[YYSYMBOL_FN]) {
         parts[np++] = "a declaration ('const', 'param', 'fn' or 'export')";
@@ -391,14 +398,14 @@ static void describe_expected(const yysymbol_kind_t *exp, int n, char *buf, size
         for (size_t i = 0; i < sizeof expr_start / sizeof expr_start[0]; i++)
             has[expr_start[i]] = false;
         for (const char *c = expr_start_ch; *c; c++)
-            has[YYTRANSLATE((unsigned char)*c)] = false;
+            has[char_sym((unsigned char)*c)] = false;
     }
     /* after a complete expression every operator could follow: not worth listing */
     if (has[YYTRANSLATE('+')] && has[YYTRANSLATE('*')]) {
         for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
             has[ops[i]] = false;
         for (const char *c = ops_ch; *c; c++)
-            has[YYTRANSLATE((unsigned char)*c)] = false;
+            has[char_sym((unsigned char)*c)] = false;
     }
     if (has[YYTRANSLATE(')')])      /* `f(x` then junk: the '=' of a keyword argument is noise */
         has[YYTRANSLATE('=')] = false;
@@ -464,7 +471,8 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, yyscan_t scanner, pars
 
     char what[96], wanted[256];
     describe_token(pc, tok, what, sizeof what);
-    describe_expected(exp, n, wanted, sizeof wanted);
+    bool at_eof = tok == YYSYMBOL_YYEOF || (tok == YYSYMBOL_NEWLINE && pc->tok_len == 0);
+    describe_expected(exp, n, at_eof, wanted, sizeof wanted);
     const char *kwnote = "";
     char kwbuf[96];
     if (is_keyword(tok) && has_ident) {
@@ -480,7 +488,7 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, yyscan_t scanner, pars
     if (pc->mismatch)
         diag_note(src_loc_make(pc->file, pc->unclosed.line, pc->unclosed.col),
                   "this '%c' is not closed", pc->unclosed.c);
-    else if ((tok == YYSYMBOL_YYEOF || (tok == YYSYMBOL_NEWLINE && pc->tok_len == 0)) && pc->nbr > 0)
+    else if (at_eof && pc->nbr > 0)
         diag_note(src_loc_make(pc->file, pc->br[pc->nbr - 1].line, pc->br[pc->nbr - 1].col),
                   "this '%c' is not closed", pc->br[pc->nbr - 1].c);
     else if (tok == YYSYMBOL_GRAD && has_newline)

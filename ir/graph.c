@@ -86,8 +86,10 @@ int ir_append(ir_func *f, const ir_proto *p, char *err, size_t errlen)
     }
     const ir_opinfo *info = &ir_ops[p->op];
     if (info->nin >= 0 ? p->nin != info->nin : p->nin < 1) {
-        snprintf(err, errlen, "'%s' takes %d input%s, got %d", info->name, info->nin < 0 ? 1 : info->nin,
-                 info->nin == 1 ? "" : "s", p->nin);
+        if (info->nin < 0)
+            snprintf(err, errlen, "'%s' takes at least 1 input, got %d", info->name, p->nin);
+        else
+            snprintf(err, errlen, "'%s' takes %d input%s, got %d", info->name, info->nin, info->nin == 1 ? "" : "s", p->nin);
         return -1;
     }
     for (int k = 0; k < p->nin; k++)
@@ -121,6 +123,12 @@ int ir_append(ir_func *f, const ir_proto *p, char *err, size_t errlen)
     n.storage = id;
     if (!ir_shape_rule(f, &n, err, errlen))
         return -1;
+    int64_t numel = 1;   /* byte offsets of every element must fit in int64 */
+    for (int d = 0; d < n.rank; d++)
+        if (__builtin_mul_overflow(numel, n.shape[d], &numel) || numel > ((int64_t)1 << 48)) {
+            snprintf(err, errlen, "'%s': a tensor of more than 2^48 elements is too large", info->name);
+            return -1;
+        }
     if (!(info->flags & OPF_VIEW)) {
         n.storage = id;
         n.offset = 0;

@@ -867,6 +867,11 @@ static void parse_return(parser *P, fstate *S)
                 break;
         }
     }
+    if (nout == 0) {   /* the verifier requires a result; so does the parser */
+        err_at(P, &rt, "'return' needs at least one result (%%N, ...)");
+        skip_line(P);
+        return;
+    }
     if (!expect_eol(P)) {
         skip_line(P);
         return;
@@ -896,7 +901,6 @@ static void skip_body(parser *P)
 static void parse_func(parser *P)
 {
     need_module(P);
-    token kw = P->tok;
     lex(P);
     char *name;
     token nt;
@@ -939,7 +943,6 @@ static void parse_func(parser *P)
     fstate S = {ir_func_new(P->m, name, nargs, args), 0, 0, NULL, false};
     S.f->line = line;
     S.f->col = col;
-    (void)kw;
     for (;;) {
         while (P->tok.kind == T_NL)
             lex(P);

@@ -256,6 +256,7 @@ static bool load_params(const options *o, const ir_module *m, host_tensor *param
         const ir_param *p = &m->params[k];
         host_tensor *t = &params[k];
         if (!host_tensor_alloc(t, p->dtype, p->rank, p->shape)) {
+            fprintf(stderr, "tdslc: out of memory allocating param '%s'\n", p->name);
             ok = false;
             break;
         }
@@ -280,6 +281,7 @@ static bool load_params(const options *o, const ir_module *m, host_tensor *param
         }
         double *v = malloc(sizeof(double) * (size_t)(n ? n : 1));
         if (!v) {
+            fprintf(stderr, "tdslc: out of memory initializing param '%s'\n", p->name);
             ok = false;
             break;
         }
@@ -336,8 +338,10 @@ static int cmd_run(const options *o, ir_module *m)
             if (strcmp(o->ins[k].name, a->name) == 0)
                 path = o->ins[k].path;
         if (!path) {
-            if (!random_input(&args[j], a, o->seed))
+            if (!random_input(&args[j], a, o->seed)) {
+                fprintf(stderr, "tdslc: out of memory making a random input for argument '%s'\n", a->name);
                 goto done;
+            }
             continue;
         }
         if (npy_read(path, &args[j], err, sizeof err) != 0) {

@@ -44,11 +44,11 @@ static void sb_spaces(strbuf *b, int n)
         sb_putn(b, " ", 1);
 }
 
-/* ---- shortest round-trip digits (Dragon4 "unique") ---- */
+/* ---- Dragon4 digits ---- */
 
-/* x = 0.d1 d2 ... as d1.d2...dn * 10^e, n >= 1 digits, no trailing zeros */
+/* d[0].d[1]...d[n-1] * 10^e, n >= 1 significant digits */
 typedef struct {
-    char d[32];
+    char d[800];
     int n, e;
 } decimal;
 
@@ -66,9 +66,10 @@ static fpfmt fmt_of(ir_dtype dt)
     }
 }
 
-/* The open interval of reals that round to x (> 0, finite) in the format: Dragon4's margins
- * with strict comparisons, as numpy uses. Exact in double for formats narrower than f64. */
-static void round_interval(double x, fpfmt f, double *lo, double *hi)
+/* The interval of reals that round to x (> 0, finite) in the format, round-half-even: the
+ * ends belong to it when x's significand is even (numpy's Dragon4 does the same). Exact in
+ * double for the formats narrower than f64; f64 uses a strtod round trip instead. */
+static void round_interval(double x, fpfmt f, double *lo, double *hi, int *closed)
 {
     int k;
     frexp(x, &k);
@@ -80,89 +81,142 @@ static void round_interval(double x, fpfmt f, double *lo, double *hi)
         below = ulp / 2;
     *lo = x - below / 2;
     *hi = x + ulp / 2;
+    *closed = fmod(x / ulp, 2.0) == 0;
 }
 
-static double decimal_value(unsigned long long m, int exp10)
+/* Exact decimal digits of a > 0: printf prints binary values exactly when asked for as
+ * many digits as a = m * 2^q (m odd) has: the integer digits plus -q fraction digits. */
+static void exact_digits(double a, decimal *x)
+{
+    char buf[840];
+    int k;
+    double f = frexp(a, &k);
+    long long m = (long long)ldexp(f, 53);
+    int q = k - 53;
+    while (m % 2 == 0)
+        m /= 2, q++;
+    int e10 = (int)floor(log10(a)) + 1;  /* may overshoot by one: an extra exact zero */
+    int prec = q < 0 ? e10 - q : e10 + 1;
+    if (prec < 1)
+        prec = 1;
+    if (prec > 780)
+        prec = 780;
+    snprintf(buf, sizeof buf, "%.*e", prec, a);
+    x->n = 0;
+    const char *p = buf;
+    for (; *p && *p != 'e'; p++)
+        if (*p >= '0' && *p <= '9')
+            x->d[x->n++] = *p;
+    x->e = atoi(p + 1);
+    while (x->n > 1 && x->d[x->n - 1] == '0')
+        x->n--;
+    x->d[x->n] = 0;
+}
+
+typedef struct {
+    double a, lo, hi;
+    int closed;
+    ir_dtype dt;
+    decimal ex;       /* exact digits of a */
+} fpval;
+
+static void fpval_init(fpval *v, double a, ir_dtype dt)
+{
+    v->a = a, v->dt = dt;
+    v->lo = v->hi = 0;
+    v->closed = 0;
+    if (dt != DT_F64)
+        round_interval(a, fmt_of(dt), &v->lo, &v->hi, &v->closed);
+    exact_digits(a, &v->ex);
+}
+
+static double dec_value(const char *d, int n, int e)
 {
     char buf[64];
-    snprintf(buf, sizeof buf, "%llue%d", m, exp10);
+    snprintf(buf, sizeof buf, "%c.%.*se%d", d[0], n - 1, d + 1, e);
     return strtod(buf, NULL);
 }
 
-static int roundtrips(double c, double x, ir_dtype dt, double lo, double hi)
+static int in_interval(const fpval *v, const char *d, int n, int e)
 {
-    if (dt == DT_F64)
-        return c == x;
-    return c > lo && c < hi;
+    double c = dec_value(d, n, e);
+    if (v->dt == DT_F64)
+        return c == v->a;
+    return v->closed ? c >= v->lo && c <= v->hi : c > v->lo && c < v->hi;
 }
 
-/* Parses printf's "%.*e" of a positive value into digits and exponent. */
-static void parse_e(const char *buf, unsigned long long *m, int *ndig, int *e)
+/* digits + 1 in the last place; returns 1 on a carry out (then d = "1000..") */
+static int dec_increment(char *d, int n)
 {
-    *m = 0, *ndig = 0;
-    const char *p = buf;
-    for (; *p && *p != 'e'; p++)
-        if (*p >= '0' && *p <= '9') {
-            *m = *m * 10 + (unsigned long long)(*p - '0');
-            (*ndig)++;
+    for (int i = n - 1; i >= 0; i--) {
+        if (d[i] != '9') {
+            d[i]++;
+            return 0;
         }
-    *e = *p == 'e' ? atoi(p + 1) : 0;
+        d[i] = '0';
+    }
+    d[0] = '1';
+    return 1;
 }
 
-static void set_decimal(decimal *r, unsigned long long m, int e_of_first)
+/* Exact remainder after k digits against half a unit: -1, 0 (tie), 1; *zero if it is 0. */
+static int rest_vs_half(const decimal *x, int k, int *zero)
 {
-    char buf[32];
-    int n = snprintf(buf, sizeof buf, "%llu", m);
-    while (n > 1 && buf[n - 1] == '0')
-        n--;
-    memcpy(r->d, buf, (size_t)n);
-    r->d[n] = 0;
-    r->n = n;
-    r->e = e_of_first;
+    *zero = k >= x->n;
+    if (*zero)
+        return -1;
+    if (x->d[k] != '5')
+        return x->d[k] > '5' ? 1 : -1;
+    return k + 1 < x->n ? 1 : 0;  /* no trailing zeros are kept: more digits mean above */
 }
 
-static void shortest(double x, ir_dtype dt, decimal *r)
+/* Dragon4's last digit at k significant digits: round towards the neighbour that still
+ * identifies the value when only one does, else to the closest (ties to even). */
+static void round_at(fpval *v, int k, decimal *out)
 {
-    double lo = 0, hi = 0;
-    if (dt != DT_F64)
-        round_interval(x, fmt_of(dt), &lo, &hi);
-    char buf[64];
-    for (int prec = 1; prec <= 17; prec++) {
-        unsigned long long m;
-        int nd, e;
-        snprintf(buf, sizeof buf, "%.*e", prec - 1, x);
-        parse_e(buf, &m, &nd, &e);
-        int scale = e - (prec - 1);
-        if (roundtrips(decimal_value(m, scale), x, dt, lo, hi)) {
-            set_decimal(r, m, e);
-            return;
-        }
-        /* the nearest prec-digit decimal may fall outside a lopsided interval while its
-         * neighbour is inside (x at the bottom of a binade) */
-        double cu = decimal_value(m + 1, scale), cd = m > 1 ? decimal_value(m - 1, scale) : -1;
-        int up = roundtrips(cu, x, dt, lo, hi), down = m > 1 && roundtrips(cd, x, dt, lo, hi);
-        if (up && (!down || fabs(cu - x) <= fabs(x - cd))) {
-            unsigned long long mm = m + 1;
-            int carry = snprintf(buf, sizeof buf, "%llu", mm) > prec;
-            set_decimal(r, mm, e + carry);
-            return;
-        }
-        if (down) {
-            unsigned long long mm = m - 1;
-            int borrow = snprintf(buf, sizeof buf, "%llu", mm) < prec;
-            set_decimal(r, mm, e - borrow);
-            return;
+    int zero, cmp = rest_vs_half(&v->ex, k, &zero);
+    out->e = v->ex.e;
+    for (int i = 0; i < k; i++)
+        out->d[i] = i < v->ex.n ? v->ex.d[i] : '0';
+    out->n = k;
+    if (!zero) {
+        char up[800];
+        memcpy(up, out->d, (size_t)k);
+        int carry = dec_increment(up, k);
+        int in_lo = in_interval(v, out->d, k, out->e);
+        int in_hi = in_interval(v, up, k, out->e + carry);
+        int round_up = in_hi && !in_lo ? 1 : in_lo && !in_hi ? 0
+                     : cmp > 0 || (cmp == 0 && (out->d[k - 1] - '0') % 2 == 1);
+        if (round_up) {
+            memcpy(out->d, up, (size_t)k);
+            out->e += carry;
         }
     }
-    snprintf(buf, sizeof buf, "%.16e", x);  /* unreachable for finite doubles */
-    unsigned long long m;
-    int nd, e;
-    parse_e(buf, &m, &nd, &e);
-    set_decimal(r, m, e);
+    while (out->n > 1 && out->d[out->n - 1] == '0')
+        out->n--;
+    out->d[out->n] = 0;
 }
 
-/* Integer and fraction digits of |x| positionally with at most `prec` fraction digits
- * (unique digits, else x rounded exactly), trailing zeros trimmed. */
+/* Number of significant digits after which Dragon4's "unique" mode stops: the first k at
+ * which the truncation or the truncation + 1 lies strictly inside the rounding interval. */
+static int unique_len(fpval *v)
+{
+    char d[800], up[800];
+    for (int k = 1; k < 780; k++) {
+        if (k >= v->ex.n)
+            return k;
+        for (int i = 0; i < k; i++)
+            d[i] = i < v->ex.n ? v->ex.d[i] : '0';
+        memcpy(up, d, (size_t)k);
+        int carry = dec_increment(up, k);
+        if (in_interval(v, d, k, v->ex.e) || in_interval(v, up, k, v->ex.e + carry))
+            return k;
+    }
+    return 780;
+}
+
+/* dragon4_positional(x, precision=prec, unique=True, fractional=True, trim='.'): integer and
+ * fraction digits of x (sign included in the integer part). */
 static void positional_parts(double x, ir_dtype dt, int prec, char *ip, char *fp)
 {
     double a = fabs(x);
@@ -174,43 +228,40 @@ static void positional_parts(double x, ir_dtype dt, int prec, char *ip, char *fp
         fp[0] = 0;
         return;
     }
+    fpval v;
+    fpval_init(&v, a, dt);
+    int k = unique_len(&v), cut = v.ex.e + 1 + prec;
     decimal d;
-    shortest(a, dt, &d);
-    int frac = d.n - 1 - d.e;
-    if (frac > prec) {
-        char buf[400];
-        snprintf(buf, sizeof buf, "%.*f", prec, a);
-        char *dot = strchr(buf, '.');
-        *dot = 0;
-        strcpy(o, buf);
-        strcpy(fp, dot + 1);
-        size_t n = strlen(fp);
-        while (n > 0 && fp[n - 1] == '0')
-            fp[--n] = 0;
+    if (cut < 1) {  /* below half a unit of the last place: rounds to 0 (never shown by
+                     * repr, which switches to scientific below 1e-4) */
+        strcpy(o, "0");
+        fp[0] = 0;
         return;
     }
+    round_at(&v, k < cut ? k : cut, &d);
     if (d.e >= 0) {
         for (int i = 0; i <= d.e; i++)
             *o++ = i < d.n ? d.d[i] : '0';
         *o = 0;
-        int k = 0;
+        int j = 0;
         for (int i = d.e + 1; i < d.n; i++)
-            fp[k++] = d.d[i];
-        fp[k] = 0;
+            fp[j++] = d.d[i];
+        fp[j] = 0;
     } else {
         strcpy(o, "0");
-        int k = 0;
+        int j = 0;
         for (int i = 0; i < -d.e - 1; i++)
-            fp[k++] = '0';
+            fp[j++] = '0';
         for (int i = 0; i < d.n; i++)
-            fp[k++] = d.d[i];
-        fp[k] = 0;
+            fp[j++] = d.d[i];
+        fp[j] = 0;
     }
 }
 
-/* Mantissa integer/fraction digits and exponent of x in scientific notation with at most
- * `prec` fraction digits, trailing zeros trimmed. */
-static void scientific_parts(double x, ir_dtype dt, int prec, char *ip, char *fp, int *exp10)
+/* dragon4_scientific(x, precision=prec, min_digits=mind, unique=True): mantissa digits and
+ * exponent, trailing zeros trimmed (the caller pads to min_digits). */
+static void scientific_parts(double x, ir_dtype dt, int prec, int mind, char *ip, char *fp,
+                             int *exp10)
 {
     double a = fabs(x);
     char *o = ip;
@@ -222,16 +273,15 @@ static void scientific_parts(double x, ir_dtype dt, int prec, char *ip, char *fp
         *exp10 = 0;
         return;
     }
+    fpval v;
+    fpval_init(&v, a, dt);
+    int k = unique_len(&v);
+    if (k < mind + 1)
+        k = mind + 1;
+    if (k > prec + 1)
+        k = prec + 1;
     decimal d;
-    shortest(a, dt, &d);
-    if (d.n - 1 > prec) {
-        char buf[64];
-        unsigned long long m;
-        int nd;
-        snprintf(buf, sizeof buf, "%.*e", prec, a);
-        parse_e(buf, &m, &nd, exp10);
-        set_decimal(&d, m, *exp10);
-    }
+    round_at(&v, k, &d);
     o[0] = d.d[0];
     o[1] = 0;
     memcpy(fp, d.d + 1, (size_t)d.n);  /* includes the NUL */
@@ -304,7 +354,9 @@ static void fill_format(formatter *f, const int64_t *idx, int64_t n)
         }
     }
     /* comparisons in the array's precision: NumPy 2 casts the Python floats to the dtype */
-    f->exp_format = nnz > 0 && (mx >= round_to(1e8, dt) || mn < round_to(0.0001, dt) ||
+    /* numpy >= 2.3: the cutoff is 10**min(8, finfo(dtype).precision) */
+    double cutoff = dt == DT_F16 ? 1e3 : dt == DT_BF16 ? 1e2 : dt == DT_F32 ? 1e6 : 1e8;
+    f->exp_format = nnz > 0 && (mx >= round_to(cutoff, dt) || mn < round_to(0.0001, dt) ||
                                 round_to(mx / mn, dt) > 1000.0);
     f->pad_left = f->pad_right = 0;
     f->precision = PRECISION;
@@ -317,7 +369,7 @@ static void fill_format(formatter *f, const int64_t *idx, int64_t n)
             if (!isfinite(v))
                 continue;
             int e;
-            scientific_parts(v, dt, PRECISION, ip, fp, &e);
+            scientific_parts(v, dt, PRECISION, 0, ip, fp, &e);
             int el = ndigits_ll(e < 0 ? -(long long)e : e);
             if (el < 2)
                 el = 2;
@@ -376,7 +428,7 @@ static void format_elem(const formatter *f, int64_t i, strbuf *b)
     char ip[400], fp[400];
     if (f->exp_format) {
         int e;
-        scientific_parts(v, t->dtype, f->precision, ip, fp, &e);
+        scientific_parts(v, t->dtype, f->precision, f->precision, ip, fp, &e);
         sb_spaces(b, f->pad_left - (int)strlen(ip));
         sb_puts(b, ip);
         sb_puts(b, ".");

@@ -9,17 +9,20 @@
 
 /* ---- helpers ---- */
 
-/* Runs fn(out, arg) into a malloc'd string. */
+/* Runs fn(out, arg) into a malloc'd string (through a temporary file). */
 typedef void (*emit_fn)(FILE *, const void *);
 static char *capture(emit_fn fn, const void *arg)
 {
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *m = open_memstream(&buf, &len);
-    ck_assert_ptr_nonnull(m);
-    fn(m, arg);
-    fclose(m);
-    return buf;
+    FILE *t = tmpfile();
+    ck_assert_ptr_nonnull(t);
+    fn(t, arg);
+    long n = ftell(t);
+    char *s = calloc(1, (size_t)n + 1);
+    rewind(t);
+    size_t got = fread(s, 1, (size_t)n, t);
+    s[got] = 0;
+    fclose(t);
+    return s;
 }
 static void emit_module(FILE *o, const void *m) { ir_print_module(o, m); }
 static void emit_layout(FILE *o, const void *f) { ir_print_layout(o, f); }
@@ -432,10 +435,12 @@ START_TEST(structural_errors)
         {"", "expected 'module NAME'"},
         {"module m\nmodule n\n", "2:1: error: a second 'module' line"},
         {"module m\nparam a: f32\nparam a: f64\n", "3:7: error: param 'a' is declared twice"},
-        {"module m\nfunc f() {\n  return\n}\nfunc f() {\n  return\n}\n", "5:6: error: function 'f' is defined twice"},
+        {"module m\nfunc f() {\n  %0 = eye n=1 : f32[1, 1]\n  return %0\n}\nfunc f() {\n  return\n}\n", "6:6: error: function 'f' is defined twice"},
+        {"module m\nfunc f() {\n  %0 = eye n=1 : f32[1, 1]\n  return %0\n  return %0\n}\n", "5:3: error: a second 'return'"},
+        {"module m\nfunc f() {\n  return # %0\n}\n", "3:3: error: 'return' needs at least one result (%N, ...)"},
         {"module m\nfunc f() {\n  %0 = const value=1 : f32\n", "4:1: error: end of file inside function 'f'"},
         {"module m\nfunc f() {\n  %0 = const value=1 : f32\n}\n", "4:1: error: function 'f' has no 'return'"},
-        {"module m\nfunc f() {\n  return\n  %0 = const value=1 : f32\n}\n", "4:3: error: node after 'return'"},
+        {"module m\nfunc f() {\n  %0 = const value=1 : f32\n  return %0\n  %1 = const value=1 : f32\n}\n", "5:3: error: node after 'return'"},
         {"module m\nfunc f() {\n  return %0\n}\n", "3:10: error: 'return' refers to %0, which is not defined"},
         {"module m\nfunc f() {\n  %0 = const value=1 : q32\n  return %0\n}\n", "3:24: error: unknown dtype 'q32'"},
         {"module m\nfunc f() {\n  %0 = const value=1 : f32[-1]\n  return %0\n}\n", "3:28: error: a dimension -1 is out of range"},
@@ -445,7 +450,7 @@ START_TEST(structural_errors)
         {"module m\nfunc f() {\n  %0 = const \"v\" : f32\n  return %0\n}\n", "3:14: error: expected ':' and the result type, found string"},
         {"module m\nfunc f() {\n  %0 = full shape=[1, 2, 3, 4, 5, 6, 7, 8, 9] : f32\n  return %0\n}\n", "more than 8 entries"},
         {"module m\nfunc f() {\n  %0 = full shape=[1048576, 1048576, 1048576] : f32\n  return %0\n}\n", "is too large"},
-        {"module m\nfunc f() { ; nope\n  return\n}\n", "2:14: error: only a location"},
+        {"module m\nfunc f() { ; nope\n  return %0\n}\n", "2:14: error: only a location"},
         {"module m\n}\n", "2:1: error: '}' outside a function"},
         {"module m\nfunc f() {\n  %0 = const value=1 : f32 ; \"unterminated\n  return %0\n}\n", "3:30: error: expected end of line, found unterminated string"},
         {"module m seed=-1\n", "1:15: error: expected the seed"},
