@@ -554,12 +554,15 @@ static value binary(lower_ctx *c, ir_opcode op, value a, value b)
                        op == OP_land ? "&" : "|", ir_dtype_name(dt));
             return VERR;
         }
-    } else if (!(fl & OPF_CMP) && dt == DT_BOOL) {
-        if (op == OP_maximum || op == OP_minimum) {
-            diag_error(c->loc, "%s of bool tensors is not supported; use | or &", ir_ops[op].name);
+    } else if (!(fl & OPF_CMP) && dt == DT_BOOL && op != OP_div) {
+        /* torch: bool + bool and bool * bool stay bool (or / and); other arithmetic is refused */
+        if (op == OP_add || op == OP_mul || op == OP_maximum || op == OP_minimum)
+            op = op == OP_add || op == OP_maximum ? OP_lor : OP_land;
+        else {
+            diag_error(c->loc, "'%s' of bool tensors is not supported; use | & and ! on bools, or cast them first "
+                               "(x.to(i64))", ir_ops[op].name);
             return VERR;
         }
-        dt = DT_I64;   /* arithmetic on bools counts them, as integers */
     }
     if (op == OP_div && !ir_dtype_is_float(dt))
         dt = DT_F32;   /* true division, like torch.div */

@@ -128,7 +128,8 @@ top_items
     | top_items sep                     { $$ = $1; }
     | top_items decl sep                { $$ = ast_file_add(AR, $1, $2); }
     | top_items error sep               { $$ = $1; yyerrok; }
-    | top_items error block sep         { $$ = $1; yyerrok; }   /* a bad fn header: skip its body */
+    | top_items error block grad_block sep
+                                        { $$ = $1; yyerrok; }   /* a bad fn header: skip its body */
     ;
 
 sep : NEWLINE | ';' ;
@@ -461,11 +462,10 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, yyscan_t scanner, pars
     int n = yypcontext_expected_tokens(ctx, exp, YYNTOKENS);
     if (n < 0)
         n = 0;
-    bool has_ident = false, has_newline = false, has_brace = false, has_decl = false;
+    bool has_ident = false, has_newline = false, has_decl = false;
     for (int i = 0; i < n; i++) {
         has_ident |= exp[i] == YYSYMBOL_IDENT;
         has_newline |= exp[i] == YYSYMBOL_NEWLINE;
-        has_brace |= exp[i] == YYTRANSLATE('{');
         has_decl |= exp[i] == YYSYMBOL_CONST;
     }
 
@@ -498,8 +498,6 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, yyscan_t scanner, pars
         diag_note(loc, "comparisons do not chain: write (a < b) & (b < c)");
     else if (tok == YYSYMBOL_IDENT && has_decl)
         diag_note(loc, "statements go inside a fn body");
-    else if (tok == YYSYMBOL_NEWLINE && has_brace && pc->tok_len > 0)
-        diag_note(loc, "a block's '{' goes on the same line as what it belongs to");
 
     if (diag_error_count() >= diag_global.max_errors)
         pc->stop = true;

@@ -265,8 +265,12 @@ syntax:
 static int parse_prefix(const char *name, const uint8_t *b, size_t avail, size_t *prefix,
                         size_t *hlen, char *err, size_t errlen)
 {
-    if (avail < 8 || memcmp(b, "\x93NUMPY", 6) != 0) {
+    if (avail < 6 || memcmp(b, "\x93NUMPY", 6) != 0) {
         seterr(err, errlen, "%s: not a .npy file (bad magic)", name);
+        return -1;
+    }
+    if (avail < 8) {
+        seterr(err, errlen, "%s: file is truncated inside the .npy header", name);
         return -1;
     }
     int major = b[6], minor = b[7];
@@ -473,8 +477,13 @@ int npy_write(const char *path, const host_tensor *t, char *err, size_t errlen)
         seterr(err, errlen, "%s: invalid tensor", path);
         return -1;
     }
+    for (int i = 0; i < t->rank; i++)
+        if (t->shape[i] < 0) {
+            seterr(err, errlen, "%s: invalid tensor: negative dimension", path);
+            return -1;
+        }
     int64_t n = host_tensor_numel(t);
-    if (n < 0 || (n > 0 && !t->data)) {
+    if (n > 0 && !t->data) {
         seterr(err, errlen, "%s: invalid tensor", path);
         return -1;
     }

@@ -132,7 +132,7 @@ static void fpval_init(fpval *v, double a, ir_dtype dt)
 
 static double dec_value(const char *d, int n, int e)
 {
-    char buf[64];
+    char buf[840];
     snprintf(buf, sizeof buf, "%c.%.*se%d", d[0], n - 1, d + 1, e);
     return strtod(buf, NULL);
 }

@@ -700,6 +700,163 @@ def _(a, b):
     return via_f32(torch.matmul, a, b)
 
 
+# ---------------------------------------------------------------- special_values.tdsl
+NAN, INF = float("nan"), float("inf")
+
+
+@case("special_values", "produce", lambda r: dict(x=np.array([1.0, -1.0, 0.0, 4.0, -0.0, 2.5], np.float32),
+                                                   z=np.array([0.0, 0.0, 0.0, -0.0, 2.0, -2.0], np.float32)))
+def _(x, z):
+    return x / z, z.log(), x.sqrt(), z / z
+
+
+@case("special_values", "propagate", lambda r: dict(a=np.array([NAN, 1.0, NAN, -INF, INF, -0.5], np.float32),
+                                                     b=np.array([0.0, NAN, NAN, 2.0, -3.0, NAN], np.float32)))
+def _(a, b):
+    return torch.maximum(a, b), torch.minimum(a, b), a.relu(), a.clamp(-1, 1), a.sign(), a.sigmoid()
+
+
+@case("special_values", "reduce_nan", lambda r: dict(x=np.array([[1.0, NAN, 3.0, -2.0], [-INF, 0.5, INF, 0.25]], np.float32)))
+def _(x):
+    return x.amax(1), x.argmax(1), x.amin(1), x.argmin(1), x.sum(1), x.logsumexp(1)
+
+
+@case("special_values", "masked_rows", lambda r: dict(x=r.normal(3, 4, scale=50),
+                                                       m=np.array([[0, 1, 1, 0], [1, 1, 1, 1], [0, 0, 0, 1]], bool)))
+def _(x, m):
+    y = x.masked_fill(m, -INF)
+    return y.softmax(1), y.log_softmax(1), y.logsumexp(1), y.amax(1)
+
+
+@case("special_values", "int_div_zero", lambda r: dict(n=np.array([3, -3, 0, 7], np.int32), m=np.array([0, 0, 0, 2], np.int32)))
+def _(n, m):
+    return n / m
+
+
+@case("special_values", "half_overflow", lambda r: dict(h=np.array([100.0, -70.0, 0.5, 65.0], np.float16)))
+def _(h):
+    big = h * 1000
+    return big, big - big, big > 60000
+
+
+# ---------------------------------------------------------------- edge_shapes.tdsl
+@case("edge_shapes", "empty", lambda r: dict(x=r.normal(5)))
+def _(x):
+    e = x[3:3]
+    return e, e.sum(), e.prod(), torch.zeros(0, 3) + 1, e.view(0, 3)
+
+
+@case("edge_shapes", "scalars", lambda r: dict(s=r.scalar(), t=r.scalar()))
+def _(s, t):
+    return torch.stack([s, t]), s.flatten(), s.view(1, 1), s.expand(2, 2), s.reshape([])
+
+
+@case("edge_shapes", "neg_arange", lambda r: dict(x=r.normal(3)))
+def _(x):
+    return torch.arange(5, 0, -2), torch.arange(-1, -4, -1), x * torch.arange(3, 0, -1)
+
+
+@case("edge_shapes", "partial_gather", lambda r: dict(x=r.normal(3, 4), i=np.array([[3, 0], [2, 2]], np.int64)))
+def _(x, i):
+    return torch.gather(x, 1, i), torch.gather(x.T, 0, i)
+
+
+@case("edge_shapes", "strided_inputs", lambda r: dict(x=r.normal(4, 6), i=np.array([5, 0, 2], np.int64)))
+def _(x, i):
+    t = x.T
+    return t.index_select(0, i), t.argmax(), t.argmin(0), t.contiguous()
+
+
+@case("edge_shapes", "size_one", lambda r: dict(x=r.normal(1, 4), y=r.normal(4, 1)))
+def _(x, y):
+    return x * y, x.sum(1), y.squeeze(-1), x @ y
+
+
+# ---------------------------------------------------------------- promotion_more.tdsl
+@case("promotion_more", "zero_dim_higher", lambda r: dict(n=r.ints(-9, 9, 3, dtype=np.int32), d=r.scalar(np.float64),
+                                                           b=np.array([True, False, True]), k=np.array(-4, np.int64)))
+def _(n, d, b, k):
+    return n + d, b + k, b * 1.5, d + k
+
+
+@case("promotion_more", "literal_powers", lambda r: dict(n=np.array([0, 1, 3, 10], np.int32), x=r.uniform(0.5, 1.5, 4)))
+def _(n, x):
+    return 2 ** n, 2.0 ** n, x ** n, n ** 1.5
+
+
+@case("promotion_more", "int_compare", lambda r: dict(n=np.array([1, 2, 3, 2 ** 40 + 1, -5], np.int64)))
+def _(n):
+    return n > 1.5, n == 2.0, n.to(f32) <= n
+
+
+@case("promotion_more", "overflow", lambda r: dict(n=np.array([50000, -65536, 7], np.int32)))
+def _(n):
+    return n * n, n.to(i64) * n
+
+
+@case("promotion_more", "where_mixed", lambda r: dict(c=np.array([True, False, False, True]), n=r.ints(-9, 9, 4, dtype=np.int32),
+                                                       k=r.ints(-9, 9, 4), h=r.normal(4, dtype=np.float16)))
+def _(c, n, k, h):
+    return torch.where(c, n.long(), k), torch.where(c, h, torch.tensor(2, dtype=f16)), \
+        torch.where(c, h, torch.tensor(2.5, dtype=f16)).to(f32) + n
+
+
+# ---------------------------------------------------------------- half_nn.tdsl
+@case("half_nn", "nn_half", lambda r: dict(x=r.normal(3, 6, dtype=np.float16), w=r.normal(6, dtype=np.float16),
+                                            b=r.normal(6, dtype=np.float16), y=np.array([5, 0, 2], np.int64)))
+def _(x, w, b, y):
+    return via_f32(lambda t, tw, tb: F.layer_norm(t, (6,), tw, tb), x, w, b), via_f32(lambda t: t.log_softmax(1), x), \
+        via_f32(lambda t: F.cross_entropy(t, y), x), via_f32(lambda t: t.var(1, unbiased=False), x), via_f32(F.gelu, x)
+
+
+# ---------------------------------------------------------------- misc.tdsl
+@case("misc", "index0", lambda r: dict(x=r.normal(4, 2), i=np.array(-2, np.int64)))
+def _(x, i):
+    return x[i], x[1:3][0]
+
+
+@case("misc", "expanded", lambda r: dict(r=r.normal(3)))
+def _(r):
+    e = r.expand(4, 3)
+    return e.reshape(12), e.view(2, 2, 3), e.T.contiguous(), e[..., ::1][2]
+
+
+@case("misc", "more_views", lambda r: dict(x=arange_f(2, 3, 4), v=r.normal(5)))
+def _(x, v):
+    return x.flatten(start_dim=-2), v.transpose(0, 0), x[:, 1:][..., ::2], x.permute(2, 1, 0).contiguous().view(-1)
+
+
+@case("misc", "typed", lambda r: dict(x=np.array([0.5, -1.0, 2.0], np.float32)))
+def _(x):
+    c = x > 0
+    return torch.full([2], 2.5, dtype=i32), torch.zeros(2, 3, dtype=torch.bool), torch.eye(3, dtype=f16), \
+        torch.where(c, torch.tensor(1), torch.tensor(0)), torch.where(c, torch.tensor(True), torch.tensor(False))
+
+
+@case("misc", "literal_fills", lambda r: dict(n=np.array([-2147483648, -7, 0, 8], np.int32), m=np.array([False, True, False, True])))
+def _(n, m):
+    return n.masked_fill(m, 2.5), -n, n % -3
+
+
+@case("misc", "bool_math", lambda r: dict(a=np.array([False, False, True, True]), b=np.array([False, True, False, True])))
+def _(a, b):
+    return a + b, a * b, torch.maximum(a, b), torch.minimum(a, b), (a + b).sum()
+
+
+@case("misc", "loops", lambda r: dict(x=r.normal(3, 3), w=r.normal(3, 3, scale=0.5)))
+def _(x, w):
+    h = x
+    for i in range(2):
+        for j in range(i + 1):
+            h = torch.tanh(h @ w) + j
+    return h, torch.tanh(x @ w)
+
+
+@case("misc", "half_misc", lambda r: dict(h=r.normal(2, 5, scale=3, dtype=np.float16)))
+def _(h):
+    return h.abs(), via_f32(lambda t: t.logsumexp(1), h), h.float().argmax(1), h - via_f32(lambda t: t % 1, h)
+
+
 # ---------------------------------------------------------------- writing
 NP_DTYPES = {f16: np.float16, f32: np.float32, f64: np.float64, i32: np.int32, i64: np.int64, torch.bool: np.bool_}
 
