@@ -566,6 +566,10 @@ static value binary(lower_ctx *c, ir_opcode op, value a, value b)
     }
     if (op == OP_div && !ir_dtype_is_float(dt))
         dt = DT_F32;   /* true division, like torch.div */
+    if (op == OP_pow && !ir_dtype_is_float(dt) && b.k == V_INT && b.i < 0) {
+        diag_error(c->loc, "integers to negative integer powers are not allowed; use a float exponent (x ** -1.0)");
+        return VERR;
+    }
     int ids[2];
     if (!unify(c, vs, 2, dt, ids))
         return VERR;
@@ -784,6 +788,10 @@ static value bi_reduce(lower_ctx *c, value *a, const builtin *b)
     if (!get_axes(c, a[1], xn->rank, &n, axes) || !get_bool(c, a[2], false, &keep))
         return VERR;
     ir_opcode op = b->op;
+    if ((op == OP_argmax || op == OP_argmin) && a[1].k == V_LIST) {
+        diag_error(c->loc, "%s() takes a single axis (or none for the flattened index), not a list", b->name);
+        return VERR;
+    }
     if (op == OP_max || op == OP_min || op == OP_argmax || op == OP_argmin) {
         for (int k = 0; k < n; k++)
             if (xn->shape[axes[k]] == 0) {
@@ -1123,6 +1131,8 @@ static value bi_flatten(lower_ctx *c, value *a, const builtin *b)
         diag_error(c->loc, "flatten(): start_dim %lld comes after end_dim %lld", (long long)s, (long long)e);
         return VERR;
     }
+    if (s == e)
+        return vtensor(x);   /* torch returns the input itself: no view, strides kept */
     value l = {.k = V_LIST};
     l.items = arena_alloc(c->ar, sizeof(value) * IR_MAX_RANK);
     for (int d = 0; d < xn->rank; d++) {
@@ -1650,7 +1660,8 @@ static void suggest_name(lower_ctx *c, const char *name, bool functions)
         if (edit_distance(name, b->name) < bd)
             bd = edit_distance(name, b->name), best = b->name;
     for (int k = 0; k < c->nglobals; k++)
-        if (edit_distance(name, c->globals[k].name) < bd)
+        if (c->globals[k].kind != DECL_EXPORT && !(c->globals[k].kind == DECL_FN && c->globals[k].decl->exported) &&
+            edit_distance(name, c->globals[k].name) < bd)
             bd = edit_distance(name, c->globals[k].name), best = c->globals[k].name;
     for (size_t k = 0; functions && k < sizeof builtins / sizeof *builtins; k++)
         if (edit_distance(name, builtins[k].name) < bd)
@@ -1857,6 +1868,9 @@ static value index_expr(lower_ctx *c, const ast_expr *e)
                 return VERR;
             }
             tensor_item = k;
+        } else if (vals[k].k == V_NONE) {
+            diag_error(it->loc, "indexing with none (a new axis) is not supported; use unsqueeze(axis)");
+            return VERR;
         } else if (vals[k].k != V_INT) {
             diag_error(it->loc, "an index must be an integer, a slice, '...' or an integer tensor, got %s",
                        vkind_name(vals[k].k));

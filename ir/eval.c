@@ -103,15 +103,15 @@ static int fail(ev *e, const char *fmt, ...)
     }
     const ir_node *n = &e->fn->nodes[e->cur];
     const char *op = (unsigned)n->op < OP_COUNT ? ir_ops[n->op].name : "?";
-    char where[160] = "";
-    if (n->name && n->line > 0)
-        snprintf(where, sizeof where, " '%s' at %d:%d", n->name, n->line, n->col);
-    else if (n->name)
-        snprintf(where, sizeof where, " '%s'", n->name);
-    else if (n->line > 0)
-        snprintf(where, sizeof where, " at %d:%d", n->line, n->col);
-    snprintf(e->err, e->errlen, "eval: %s: node %%%d (%s)%s: %s", e->fn->name ? e->fn->name : "?",
-             e->cur, op, where, msg);
+    char name[140] = "";
+    if (n->name)
+        snprintf(name, sizeof name, " '%s'", n->name);
+    /* "LINE:COL: " first when the node has a source location, so drivers can print file:line:col */
+    char at[48] = "";
+    if (n->line > 0)
+        snprintf(at, sizeof at, "%d:%d: ", n->line, n->col);
+    snprintf(e->err, e->errlen, "%s%s (in %s, node %%%d %s%s)", at, msg, e->fn->name ? e->fn->name : "?", e->cur,
+             op, name);
     return 1;
 }
 

@@ -268,8 +268,8 @@ out_has "func transpose3d"
 grep -q "func transpose2d" "$OUT" && bad "--fn transpose3d also printed transpose2d"
 end
 
-begin "cli --fn of an unknown name: exit 1, lists the exports"
-tdsl 1 dump $C/cli.tdsl --fn nope
+begin "cli --fn of an unknown name: exit 2, lists the exports"
+tdsl 2 dump $C/cli.tdsl --fn nope
 err_has "'nope'"
 err_has "'double', 'pair', 'mix'"
 end

@@ -202,7 +202,7 @@ static int cmd_dump(const options *o, ir_module *m, const ast_file *ast)
             ir_print_layout(stdout, f);
     }
     if (o->fn && !ir_module_find(m, o->fn))
-        return pick_fn(m, o->fn, "dump") ? 0 : EXIT_INPUT;
+        return pick_fn(m, o->fn, "dump") ? 0 : EXIT_USAGE;
     if (!dot && !layout) {
         if (o->fn)
             ir_print_func(stdout, ir_module_find(m, o->fn));
@@ -314,7 +314,7 @@ static int cmd_run(const options *o, ir_module *m)
     }
     ir_func *f = pick_fn(m, o->fn, "run");
     if (!f)
-        return o->fn ? EXIT_INPUT : EXIT_USAGE;
+        return EXIT_USAGE;   /* --fn names no export, or is needed */
     for (int k = 0; k < o->nins; k++) {
         int j = 0;
         while (j < f->nargs && strcmp(f->args[j].name, o->ins[k].name) != 0)
@@ -360,7 +360,11 @@ static int cmd_run(const options *o, ir_module *m)
         goto done;
     ir_eval_opts eo = {0};
     if (ir_eval(f, args, params, outs, &eo, err, sizeof err) != 0) {
-        fprintf(stderr, "tdslc: run %s: %s\n", f->name, err);
+        int line = 0, col = 0, used = 0;   /* the evaluator puts the node's LINE:COL first */
+        if (sscanf(err, "%d:%d: %n", &line, &col, &used) == 2 && used > 0)
+            fprintf(stderr, "%s:%d:%d: error: %s\n", o->file, line, col, err + used);
+        else
+            fprintf(stderr, "%s: error: %s\n", o->file, err);
         goto done;
     }
     rc = 0;

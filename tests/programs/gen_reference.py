@@ -73,6 +73,7 @@ class Rng:
 
 
 f16, f32, f64, i32, i64 = torch.float16, torch.float32, torch.float64, torch.int32, torch.int64
+F = torch.nn.functional
 
 
 def via_f32(fn, *xs):
@@ -136,9 +137,6 @@ def act_input(r):
     return dict(x=x)
 
 
-F = torch.nn.functional
-
-
 @case("activations", "gelus", act_input)
 def _(x):
     return F.gelu(x), F.gelu(x, approximate="tanh"), F.gelu(x, approximate="none")
@@ -151,12 +149,12 @@ def _(x):
 
 @case("activations", "leaky", act_input)
 def _(x):
-    return F.leaky_relu(x), F.leaky_relu(x, 0.2), F.leaky_relu(x, negative_slope=0.5)
+    return F.leaky_relu(x), F.leaky_relu(x, 0.2), F.leaky_relu(x, negative_slope=0.5), F.leaky_relu(x, 0.3)
 
 
 @case("activations", "clamps", act_input)
 def _(x):
-    return x.clamp(-0.5, 0.5), x.clamp(min=0), x.clamp(max=1.25), x.clamp(-1, 2)
+    return x.clamp(-0.5, 0.5), x.clamp(min=0), x.clamp(max=1.25), x.clamp(-1, 2), x.clamp(1, -1)
 
 
 @case("activations", "clamp_int", lambda r: dict(n=np.array([-5, -2, 0, 1, 3, 9], np.int32)))
@@ -638,6 +636,11 @@ def _(x):
     return x, torch.tensor(2.5)
 
 
+@case("tuples", "untyped", lambda r: dict(x=r.normal(2), n=np.array([5, -9], np.int32)))
+def _(x, n):
+    return x * 2, n.sum(), torch.tensor(3), torch.tensor(True)
+
+
 # ---------------------------------------------------------------- mlp.tdsl
 def mlp_inputs(r, with_y):
     d = dict(x=r.normal(6, 5))
@@ -855,6 +858,25 @@ def _(x, w):
 @case("misc", "half_misc", lambda r: dict(h=r.normal(2, 5, scale=3, dtype=np.float16)))
 def _(h):
     return h.abs(), via_f32(lambda t: t.logsumexp(1), h), h.float().argmax(1), h - via_f32(lambda t: t % 1, h)
+
+
+# ---------------------------------------------------------------- strided_ops.tdsl
+@case("strided_ops", "reduce_t", lambda r: dict(x=r.normal(4, 6, scale=3)))
+def _(x):
+    t = x.T
+    return t.sum(0), t.amax(1, keepdim=True), x[1:, ::2].mean([0, 1]).expand(3), t.argmin(1), t.logsumexp(1)
+
+
+@case("strided_ops", "nn_t", lambda r: dict(x=r.normal(5, 4), y=r.ints(0, 3, 8), w=r.normal(10), b=r.normal(5)))
+def _(x, y, w, b):
+    t = x.T
+    return t.softmax(1), F.cross_entropy(t, y[::2]), F.layer_norm(t, (5,), w[::2], b), F.one_hot(y[1::2], 3)
+
+
+@case("strided_ops", "copies_t", lambda r: dict(a=r.normal(3, 2), b=r.normal(2, 3)))
+def _(a, b):
+    e = b[0].expand(2, 3)
+    return torch.cat([a.T, b], 0), e * a.T + e, a @ b[:, 1:].T.contiguous().T[:, :1].expand(2, 3)
 
 
 # ---------------------------------------------------------------- writing

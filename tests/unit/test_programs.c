@@ -80,9 +80,14 @@ static void scan(void)
         return;
     }
     struct dirent *e;
-    while ((e = readdir(d)) && nprogs < MAX_PROGS)
-        if (ends_with(e->d_name, ".tdsl") && e->d_name[0] != '.')
+    while ((e = readdir(d)))
+        if (ends_with(e->d_name, ".tdsl") && e->d_name[0] != '.') {
+            if (nprogs == MAX_PROGS) {
+                snprintf(scan_error, sizeof scan_error, "more than %d programs: raise MAX_PROGS", MAX_PROGS);
+                break;
+            }
             progs[nprogs++] = strndup(e->d_name, strlen(e->d_name) - 5);
+        }
     closedir(d);
     qsort(progs, (size_t)nprogs, sizeof *progs, cmp_str);
     d = opendir(DATA_DIR);
@@ -97,6 +102,8 @@ static void scan(void)
         bool dup = false;
         for (int k = 0; k < ngroups && !dup; k++)
             dup = strcmp(groups[k], g) == 0;
+        if (!dup && ngroups == MAX_GROUPS)
+            snprintf(scan_error, sizeof scan_error, "more than %d fns with data: raise MAX_GROUPS", MAX_GROUPS);
         if (dup || ngroups == MAX_GROUPS)
             free(g);
         else
@@ -124,8 +131,11 @@ static char *read_text(const char *path, size_t *len)
         if (n + 4096 + 1 > cap) {
             cap = (cap + 4096) * 2;
             char *nb = realloc(buf, cap);
-            if (!nb)
-                break;
+            if (!nb) {
+                free(buf);
+                fclose(f);
+                return NULL;
+            }
             buf = nb;
         }
         size_t got = fread(buf + n, 1, cap - n - 1, f);
@@ -134,8 +144,6 @@ static char *read_text(const char *path, size_t *len)
             break;
     }
     fclose(f);
-    if (!buf)
-        return NULL;
     buf[n] = 0;
     *len = n;
     return buf;
