@@ -609,10 +609,8 @@ static value fold_binary(lower_ctx *c, ir_opcode op, value a, value b)
             diag_error(c->loc, "integer overflow in a compile-time expression");
             return VERR;
         }
-        if (op == OP_div) {   /* integers divide with floor, like Python's // */
-            int64_t q = i / j;
-            return vint((i % j != 0 && ((i < 0) != (j < 0))) ? q - 1 : q);
-        }
+        if (op == OP_div)   /* Python's value (1 / 2 is 0.5); exact quotients stay integers for shapes */
+            return i % j == 0 ? vint(i / j) : vfloat((double)i / (double)j);
         return vint(((i % j) + j) % j);
     case OP_pow:
         if (ints && j >= 0) {
