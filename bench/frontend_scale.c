@@ -131,8 +131,9 @@ static void gen_program(sbuf *b, int units, int loop)
     }
 }
 
-/* Loop iterations for a program of `units` layers: the loop grows with the program. */
-static int loop_for(int units) { return units / 8 > 1 ? units / 8 : 1; }
+/* Loop iterations per fn for a program of `units` layers: all loops together run
+ * units / 2 iterations, so they grow with the program whatever the fn count. */
+static int loop_for(int units) { return units / (2 * nfuncs) > 1 ? units / (2 * nfuncs) : 1; }
 
 /* ------------------------------------------------------------------ timing */
 
@@ -352,13 +353,19 @@ int main(int argc, char **argv)
     double ns_big = big->total.med * 1e6 / (double)big->nodes, ns_small = res[0].total.med * 1e6 / (double)res[0].nodes;
     printf("\nratio of ns/node, %ld nodes vs %ld nodes: %.2f (near 1 = linear)\n", big->nodes, res[0].nodes,
            ns_big / ns_small);
+    if (nsizes > 2) {   /* the smallest program fits in cache: the top step shows the trend more plainly */
+        const result *mid = &res[nsizes - 2];
+        printf("ratio of ns/node, %ld nodes vs %ld nodes: %.2f\n", big->nodes, mid->nodes,
+               ns_big / (mid->total.med * 1e6 / (double)mid->nodes));
+    }
     /* the target is stated for 100k ops; judge the size nearest to it */
     int at = 0;
     for (int s = 1; s < nsizes; s++)
         if (labs(res[s].target - 100000) < labs(res[at].target - 100000))
             at = s;
-    bool pass = res[at].target == 100000 && res[at].total.med < TARGET_MS;
+    bool near = res[at].nodes >= 80000 && res[at].nodes <= 120000;   /* else --fns made it miss 100k */
+    bool pass = res[at].total.med < TARGET_MS;
     printf("target: %ld IR nodes in under %.0f ms: median %.1f ms -> %s\n", res[at].nodes, TARGET_MS,
-           res[at].total.med, res[at].target != 100000 ? "n/a (no 100k size run)" : pass ? "PASS" : "FAIL");
+           res[at].total.med, !near ? "n/a (no run of about 100k nodes)" : pass ? "PASS" : "FAIL");
     return 0;
 }

@@ -1,0 +1,62 @@
+/* Passes after lowering, each in its own file, each with one entry point.
+ * The driver runs them in this order, verifying and optionally dumping after each:
+ *   schedule (kernels)  ->  memplan (where each buffer lives)  ->  codegen
+ * (autodiff, fusion and buffer reuse join this list in later versions.) */
+#ifndef TDSL_PASSES_H
+#define TDSL_PASSES_H
+#include <stdio.h>
+#include "../ir/ir.h"
+
+/* ---- passes/schedule.c ----
+ * A kernel is the unit of code generation: one loop nest that writes the value of its
+ * root node into the root's storage, computing its member nodes (all elementwise over the
+ * root's shape) per element and reading every other value through its own strides.
+ * Views, args and params are never kernels; `const` nodes are not either: readers use the
+ * constant as an immediate. Without fusion every kernel has one member: its root. */
+typedef struct pass_kernel {
+    int root;          /* node whose value this kernel writes */
+    int nmembers;      /* nodes computed inside, in node order; the root is last */
+    int *members;
+} pass_kernel;
+
+typedef struct pass_schedule {
+    int nkernels;
+    pass_kernel *kernels;   /* in an order that respects dependencies */
+} pass_schedule;
+
+/* Pre: f verified. Post: every non-view, non-leaf, non-const node is the root of exactly
+ * one kernel; kernels appear after the kernels of every storage they read. */
+pass_schedule *pass_schedule_func(arena *ar, const ir_func *f);
+
+/* ---- passes/memplan.c ----
+ * Where each storage lives when an export runs. */
+typedef enum {
+    MEM_NONE,     /* no memory: a `const` (an immediate) */
+    MEM_ARG,      /* the caller's input buffer `index` (dense row-major) */
+    MEM_PARAM,    /* the instance's param `index` (dense row-major) */
+    MEM_OUTPUT,   /* the caller's output buffer `index`: the kernel writes the result in place */
+    MEM_ARENA,    /* the instance's scratch arena at byte `offset` */
+} pass_mem_kind;
+
+typedef struct pass_mem {
+    pass_mem_kind kind;
+    int index;
+    int64_t offset;       /* MEM_ARENA: byte offset, 64-byte aligned */
+    int64_t bytes;        /* size of the storage */
+} pass_mem;
+
+typedef struct pass_memplan {
+    pass_mem *mem;        /* indexed by storage id (= owning node id); unused ids are MEM_NONE */
+    int nouts;
+    bool *out_copy;       /* per output: true when a final copy into the caller's buffer is
+                             needed (the value is a view, a leaf, a const, or another output) */
+    int64_t arena_bytes;  /* total scratch */
+} pass_memplan;
+
+/* Pre: f verified. No buffer reuse yet: each kernel-written storage gets its own slot. */
+pass_memplan *pass_memplan_func(arena *ar, const ir_func *f, const pass_schedule *s);
+
+/* `tdslc dump --stage planned`: kernels and the memory plan, readable. */
+void pass_print_plan(FILE *out, const ir_func *f, const pass_schedule *s, const pass_memplan *p);
+
+#endif
