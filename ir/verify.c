@@ -11,6 +11,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct vctx {
@@ -128,7 +129,40 @@ static void compare_layout(vctx *v, const ir_func *f, int id, const ir_node *n, 
                 r->view_of < 0 ? "no view" : "a view of another node");
 }
 
-static void verify_func(vctx *v, const ir_module *m, const ir_func *f)
+static int cmp_name(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
+typedef struct named_index {
+    const char *name;
+    int index;
+} named_index;
+
+static int cmp_named(const void *a, const void *b)
+{
+    const named_index *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    return c ? c : x->index - y->index;
+}
+
+/* Reports param names that occur twice, by sorting: O(P log P), not all pairs. */
+static void report_twice(vctx *v, int n, const ir_param *params)
+{
+    named_index *ix = malloc(sizeof *ix * (size_t)(n + 1));
+    if (!ix)
+        return;
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (params[i].name)
+            ix[k++] = (named_index){params[i].name, i};
+    qsort(ix, (size_t)k, sizeof *ix, cmp_named);
+    for (int i = 1; i < k; i++)
+        if (strcmp(ix[i - 1].name, ix[i].name) == 0)
+            problem(v, "param %s: declared twice (params %d and %d)", ix[i].name, ix[i - 1].index, ix[i].index);
+    free(ix);
+}
+
+/* The scratch module holds copies of the params once for all functions (sm), so checking
+ * F functions costs O(F + P), not O(F * P). */
+static void verify_func(vctx *v, const ir_module *m, ir_module *sm, const ir_func *f)
 {
     const char *fn = nm(f->name);
     if (!f->name)
@@ -155,14 +189,8 @@ static void verify_func(vctx *v, const ir_module *m, const ir_func *f)
     arena_init(&tmp);
     ir_func *sf = NULL;
     if (args_ok) {
-        ir_module *sm = ir_module_new(&tmp, m->name);
-        for (int i = 0; i < m->nparams; i++) {
-            ir_param p = m->params[i];
-            if (!p.name)
-                p.name = "";
-            ir_add_param(sm, &p);
-        }
         sf = ir_func_new(sm, f->name ? f->name : "", f->nargs, f->args);
+        sm->nfuncs = 0;   /* the scratch functions need not be listed */
     }
     int *map = arena_alloc(&tmp, sizeof(int) * (size_t)(f->nnodes + 1));
 
@@ -274,9 +302,16 @@ int ir_verify(const ir_module *m, FILE *out)
             problem(&v, "param %s: bad dtype, rank or dimension", nm(p->name));
         if ((unsigned)p->init > INIT_KAIMING_UNIFORM)
             problem(&v, "param %s: unknown initializer %d", nm(p->name), (int)p->init);
-        for (int j = 0; j < i && p->name; j++)
-            if (m->params[j].name && strcmp(m->params[j].name, p->name) == 0)
-                problem(&v, "param %s: declared twice (params %d and %d)", p->name, j, i);
+    }
+    report_twice(&v, m->nparams, m->params);
+    arena scratch;
+    arena_init(&scratch);
+    ir_module *sm = ir_module_new(&scratch, m->name);
+    for (int i = 0; i < m->nparams; i++) {
+        ir_param p = m->params[i];
+        if (!p.name)
+            p.name = "";
+        ir_add_param(sm, &p);
     }
     for (int i = 0; i < m->nfuncs; i++) {
         const ir_func *f = m->funcs[i];
@@ -284,10 +319,21 @@ int ir_verify(const ir_module *m, FILE *out)
             problem(&v, "function %d is NULL", i);
             continue;
         }
-        for (int j = 0; j < i && f->name; j++)
-            if (m->funcs[j] && m->funcs[j]->name && strcmp(m->funcs[j]->name, f->name) == 0)
-                problem(&v, "%s: defined twice", f->name);
-        verify_func(&v, m, f);
+        verify_func(&v, m, sm, f);
     }
+    arena_free(&scratch);
+    /* names of functions, by sorting: O(F log F) */
+    const char **fnames = malloc(sizeof(char *) * (size_t)(m->nfuncs + 1));
+    int nf = 0;
+    for (int i = 0; fnames && i < m->nfuncs; i++)
+        if (m->funcs[i] && m->funcs[i]->name)
+            fnames[nf++] = m->funcs[i]->name;
+    if (fnames) {
+        qsort(fnames, (size_t)nf, sizeof *fnames, cmp_name);
+        for (int i = 1; i < nf; i++)
+            if (strcmp(fnames[i - 1], fnames[i]) == 0)
+                problem(&v, "%s: defined twice", fnames[i]);
+    }
+    free(fnames);
     return v.count;
 }

@@ -59,4 +59,8 @@ pass_memplan *pass_memplan_func(arena *ar, const ir_func *f, const pass_schedule
 /* `tdslc dump --stage planned`: kernels and the memory plan, readable. */
 void pass_print_plan(FILE *out, const ir_func *f, const pass_schedule *s, const pass_memplan *p);
 
+/* ---- passes/stats.c ----
+ * `tdslc stats`: kernels, FLOPs, bytes moved by kernels, arena and peak memory of f. */
+void pass_print_stats(FILE *out, const ir_module *m, const ir_func *f, const pass_schedule *s, const pass_memplan *p);
+
 #endif

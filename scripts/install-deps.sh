@@ -10,6 +10,7 @@ PACKAGES=(
   check libcjson-dev                 # unit tests; JSON
   llvm-16-dev                        # codegen (LLVM 16 C API)
   clang libclang-rt-14-dev           # clang 14 + its libFuzzer runtime (only a Recommends of clang)
+  libopenblas-dev                    # bench/matmul only (cblas_sgemm baseline)
 )
 
 missing=()
