@@ -20,6 +20,49 @@ bool ir_op_parse(const char *name, ir_opcode *out)
     return false;
 }
 
+/* "list:shape f0:value" (ops.def) -> descriptors; returns the count (malformed entries skipped).
+ * The printer, the parser and the verifier all read attributes through this. */
+int ir_op_attrs(ir_opcode op, ir_attr_desc *out, int max)
+{
+    const char *sig = (unsigned)op < OP_COUNT ? ir_ops[op].attrs : NULL;
+    int n = 0;
+    const char *p = sig ? sig : "";
+    while (*p && n < max) {
+        while (*p == ' ')
+            p++;
+        if (!*p)
+            break;
+        const char *colon = strchr(p, ':');
+        const char *end = strchr(p, ' ');
+        if (!end)
+            end = p + strlen(p);
+        if (!colon || colon > end)
+            break;
+        ir_attr_desc d = {IR_ATTR_INT, 0, ""};
+        size_t fl = (size_t)(colon - p);
+        if (fl == 4 && strncmp(p, "list", 4) == 0)
+            d.kind = IR_ATTR_LIST;
+        else if (fl == 1 && *p == 's')
+            d.kind = IR_ATTR_STR;
+        else if (fl == 2 && p[0] == 'i' && p[1] >= '0' && p[1] <= '3')
+            d.kind = IR_ATTR_INT, d.slot = p[1] - '0';
+        else if (fl == 2 && p[0] == 'f' && p[1] >= '0' && p[1] <= '1')
+            d.kind = IR_ATTR_FLOAT, d.slot = p[1] - '0';
+        else {
+            p = end;
+            continue;
+        }
+        size_t nl = (size_t)(end - colon - 1);
+        if (nl >= sizeof d.name)
+            nl = sizeof d.name - 1;
+        memcpy(d.name, colon + 1, nl);
+        d.name[nl] = 0;
+        out[n++] = d;
+        p = end;
+    }
+    return n;
+}
+
 static const char *const init_names[] = {"zeros", "ones", "full", "normal", "uniform", "kaiming_uniform"};
 
 const char *ir_init_name(ir_init_kind k)

@@ -44,6 +44,15 @@ typedef struct ir_opinfo {
 extern const ir_opinfo ir_ops[OP_COUNT];
 bool ir_op_parse(const char *name, ir_opcode *out);
 
+/* An op's attributes, read from its signature in ops.def: kind, slot (i[slot] / f[slot]), name. */
+typedef enum { IR_ATTR_LIST, IR_ATTR_INT, IR_ATTR_FLOAT, IR_ATTR_STR } ir_attr_kind;
+typedef struct ir_attr_desc {
+    ir_attr_kind kind;
+    int slot;
+    char name[32];
+} ir_attr_desc;
+int ir_op_attrs(ir_opcode op, ir_attr_desc *out, int max);   /* returns the count */
+
 typedef struct ir_node {
     ir_opcode op;
     ir_dtype dtype;

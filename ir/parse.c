@@ -574,53 +574,6 @@ static void parse_param(parser *P)
 
 /* ---- functions ---- */
 
-typedef enum { AK_LIST, AK_INT, AK_FLOAT, AK_STR } attr_kind;
-typedef struct {
-    attr_kind kind;
-    int slot;
-    char name[32];
-} attr_desc;
-
-/* The signature string of ops.def -> descriptors (same reading as ir/print.c). */
-static int sig_parse(const char *sig, attr_desc *out, int max)
-{
-    int n = 0;
-    const char *p = sig ? sig : "";
-    while (*p && n < max) {
-        while (*p == ' ')
-            p++;
-        if (!*p)
-            break;
-        const char *colon = strchr(p, ':');
-        const char *end = strchr(p, ' ');
-        if (!end)
-            end = p + strlen(p);
-        if (!colon || colon > end)
-            break;
-        attr_desc d = {AK_INT, 0, ""};
-        size_t fl = (size_t)(colon - p);
-        if (fl == 4 && strncmp(p, "list", 4) == 0)
-            d.kind = AK_LIST;
-        else if (fl == 1 && *p == 's')
-            d.kind = AK_STR;
-        else if (fl == 2 && p[0] == 'i' && p[1] >= '0' && p[1] <= '3')
-            d.kind = AK_INT, d.slot = p[1] - '0';
-        else if (fl == 2 && p[0] == 'f' && p[1] >= '0' && p[1] <= '1')
-            d.kind = AK_FLOAT, d.slot = p[1] - '0';
-        else {
-            p = end;
-            continue;
-        }
-        size_t nl = (size_t)(end - colon - 1);
-        if (nl >= sizeof d.name)
-            nl = sizeof d.name - 1;
-        memcpy(d.name, colon + 1, nl);
-        d.name[nl] = 0;
-        out[n++] = d;
-        p = end;
-    }
-    return n;
-}
 
 typedef struct fstate {
     ir_func *f;
@@ -737,8 +690,8 @@ static void parse_node(parser *P, fstate *S)
         }
     }
 
-    attr_desc ds[8];
-    int nd = sig_parse(info->attrs, ds, 8);
+    ir_attr_desc ds[8];
+    int nd = ir_op_attrs(op, ds, 8);
     bool seen[8] = {0};
     while (P->tok.kind == T_IDENT) {
         token at = P->tok;
@@ -772,10 +725,10 @@ static void parse_node(parser *P, fstate *S)
         }
         bool ok = true;
         switch (ds[k].kind) {
-        case AK_LIST: ok = parse_int_list(P, false, &pr.nlist, pr.list); break;
-        case AK_INT: ok = parse_int(P, -MAX_INT_ATTR, MAX_INT_ATTR, "an integer", &pr.i[ds[k].slot]); break;
-        case AK_FLOAT: ok = parse_double(P, "a number", &pr.f[ds[k].slot]); break;
-        case AK_STR:
+        case IR_ATTR_LIST: ok = parse_int_list(P, false, &pr.nlist, pr.list); break;
+        case IR_ATTR_INT: ok = parse_int(P, -MAX_INT_ATTR, MAX_INT_ATTR, "an integer", &pr.i[ds[k].slot]); break;
+        case IR_ATTR_FLOAT: ok = parse_double(P, "a number", &pr.f[ds[k].slot]); break;
+        case IR_ATTR_STR:
             if (P->tok.kind != T_STR) {
                 expected(P, "a quoted string");
                 ok = false;

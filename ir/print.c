@@ -98,78 +98,30 @@ static void put_loc(FILE *out, int line, int col)
         fprintf(out, "@%d:%d", line, col);
 }
 
-/* ---- attributes, driven by the signature string in ops.def ---- */
-
-typedef enum { AK_LIST, AK_INT, AK_FLOAT, AK_STR } attr_kind;
-typedef struct {
-    attr_kind kind;
-    int slot;            /* i[slot] / f[slot] */
-    char name[32];
-} attr_desc;
-
-/* "list:shape f0:value" -> descriptors; returns the count (malformed entries skipped). */
-static int sig_parse(const char *sig, attr_desc *out, int max)
-{
-    int n = 0;
-    const char *p = sig ? sig : "";
-    while (*p && n < max) {
-        while (*p == ' ')
-            p++;
-        if (!*p)
-            break;
-        const char *colon = strchr(p, ':');
-        const char *end = strchr(p, ' ');
-        if (!end)
-            end = p + strlen(p);
-        if (!colon || colon > end)
-            break;
-        attr_desc d = {AK_INT, 0, ""};
-        size_t fl = (size_t)(colon - p);
-        if (fl == 4 && strncmp(p, "list", 4) == 0)
-            d.kind = AK_LIST;
-        else if (fl == 1 && *p == 's')
-            d.kind = AK_STR;
-        else if (fl == 2 && p[0] == 'i' && p[1] >= '0' && p[1] <= '3')
-            d.kind = AK_INT, d.slot = p[1] - '0';
-        else if (fl == 2 && p[0] == 'f' && p[1] >= '0' && p[1] <= '1')
-            d.kind = AK_FLOAT, d.slot = p[1] - '0';
-        else {
-            p = end;
-            continue;
-        }
-        size_t nl = (size_t)(end - colon - 1);
-        if (nl >= sizeof d.name)
-            nl = sizeof d.name - 1;
-        memcpy(d.name, colon + 1, nl);
-        d.name[nl] = 0;
-        out[n++] = d;
-        p = end;
-    }
-    return n;
-}
+/* ---- attributes, driven by the signature string in ops.def (ir_op_attrs) ---- */
 
 static void put_attrs(FILE *out, const ir_node *n)
 {
     if ((unsigned)n->op >= OP_COUNT)
         return;
-    attr_desc ds[8];
-    int nd = sig_parse(ir_ops[n->op].attrs, ds, 8);
+    ir_attr_desc ds[8];
+    int nd = ir_op_attrs(n->op, ds, 8);
     for (int k = 0; k < nd; k++) {
-        const attr_desc *d = &ds[k];
+        const ir_attr_desc *d = &ds[k];
         char buf[64];
         switch (d->kind) {
-        case AK_LIST:
+        case IR_ATTR_LIST:
             fprintf(out, " %s=", d->name);
             put_dims(out, n->nlist < 0 ? 0 : n->nlist > IR_MAX_RANK ? IR_MAX_RANK : n->nlist, n->list);
             break;
-        case AK_INT:
+        case IR_ATTR_INT:
             fprintf(out, " %s=%" PRId64, d->name, n->i[d->slot]);
             break;
-        case AK_FLOAT:
+        case IR_ATTR_FLOAT:
             fmt_double(buf, sizeof buf, n->f[d->slot]);
             fprintf(out, " %s=%s", d->name, buf);
             break;
-        case AK_STR:
+        case IR_ATTR_STR:
             if (n->str) {   /* absent string: nothing printed, parsed back as NULL */
                 fprintf(out, " %s=", d->name);
                 fputc('"', out);
