@@ -30,4 +30,10 @@ cg_jit *cg_jit_create(cg_llvm *cg, char *err, size_t errlen);   /* consumes the 
 void   *cg_jit_lookup(cg_jit *j, const char *symbol);
 void    cg_jit_free(cg_jit *j);
 
+/* Calls an export (`int <mod>_<fn>(inst, buffers...)`, e.g. from cg_jit_lookup) with its
+ * n <= CG_MAX_CALL_BUFFERS argument and result pointers, in declaration order. Returns the
+ * export's status, or -1 when n is out of range. */
+#define CG_MAX_CALL_BUFFERS 16
+int cg_call_export(void *fn, void *inst, int n, void *const *buffers);
+
 #endif

@@ -15,6 +15,7 @@
 #define TDSL_CG_LLVM_INTERNAL_H
 #include <llvm-c/Core.h>
 #include <llvm-c/TargetMachine.h>
+#include <llvm-c/Orc.h>
 #include "llvm.h"
 #include "../passes/passes.h"
 
@@ -29,6 +30,7 @@ struct cg_llvm {
     const ir_module *irm;
     arena *ar;
     char *target_triple;
+    LLVMOrcThreadSafeContextRef tsctx;   /* owns ctx, so the JIT can take the module as built */
 };
 
 /* ---- codegen/llvm_kernels.c ---- */

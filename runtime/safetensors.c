@@ -466,6 +466,12 @@ static int write_all(int fd, const void *p, size_t n)
 
 int st_save(const char *path, const st_tensor *ts, int n, char *err, size_t errlen)
 {
+    return st_save_meta(path, ts, n, NULL, NULL, 0, err, errlen);
+}
+
+int st_save_meta(const char *path, const st_tensor *ts, int n, const char *const *meta_keys,
+                 const char *const *meta_values, int nmeta, char *err, size_t errlen)
+{
     const st_tensor **ord = NULL;
     sbuf h = {0};
     char *tmp = NULL;
@@ -530,6 +536,20 @@ int st_save(const char *path, const st_tensor *ts, int n, char *err, size_t errl
     /* header: {"name":{"dtype":"F32","shape":[2,3],"data_offsets":[b,e]},...} + spaces to 8 */
     uint64_t off = 0;
     sb_put(&h, "{", 1);
+    if (nmeta > 0) {   /* "__metadata__":{"key":"value",...} first, as the reference writer does */
+        sb_json_str(&h, "__metadata__");
+        sb_put(&h, ":{", 2);
+        for (int i = 0; i < nmeta; i++) {
+            if (i)
+                sb_put(&h, ",", 1);
+            sb_json_str(&h, meta_keys[i]);
+            sb_put(&h, ":", 1);
+            sb_json_str(&h, meta_values[i]);
+        }
+        sb_put(&h, "}", 1);
+        if (n)
+            sb_put(&h, ",", 1);
+    }
     for (int i = 0; i < n; i++) {
         const st_tensor *t = ord[i];
         if (i)

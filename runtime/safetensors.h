@@ -40,6 +40,9 @@ void st_close(st_file *f);
  * path.tmp.<pid> is written, fsync'ed and renamed over path; on any failure the temporary
  * is removed and a previous file at path is left untouched. Returns 0 or -1 with err set. */
 int st_save(const char *path, const st_tensor *ts, int n, char *err, size_t errlen);
+/* st_save with a "__metadata__" object of nmeta string pairs (keys distinct, not NULL). */
+int st_save_meta(const char *path, const st_tensor *ts, int n, const char *const *meta_keys,
+                 const char *const *meta_values, int nmeta, char *err, size_t errlen);
 
 const char *st_dtype_name(int dtype);   /* "F32"; NULL if unknown */
 size_t st_dtype_size(int dtype);        /* bytes per element; 0 if unknown */

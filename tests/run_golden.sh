@@ -203,9 +203,21 @@ tdsl 2 frobnicate $C/cli.tdsl
 err_has "unknown command 'frobnicate'"
 end
 
-begin "cli command not available yet (build): exit 2"
-tdsl 2 build $C/cli.tdsl
+begin "cli command not available yet (gradcheck): exit 2"
+tdsl 2 gradcheck $C/cli.tdsl
 err_has "not available yet"
+end
+
+begin "cli build: writes the object and the header"
+tdsl 0 build $C/cli.tdsl -o "$TMP/cli.o" --header "$TMP/cli.h"
+[ -s "$TMP/cli.o" ] || bad "cli.o was not written"
+grep -q "int cli_double(cli \*m" "$TMP/cli.h" || bad "cli.h lacks cli_double's prototype" "$(cat "$TMP/cli.h")"
+nm "$TMP/cli.o" 2>/dev/null | grep -q " T cli_create" || bad "cli.o does not define cli_create"
+end
+
+begin "cli build --name of a non-identifier: exit 2"
+tdsl 2 build $C/cli.tdsl --name 9lives -o "$TMP/x.o"
+err_has "C identifier"
 end
 
 begin "cli missing input file: exit 1, names it"
@@ -430,9 +442,16 @@ tdsl 1 run $C/cli.tdsl --fn double --params $C/missing.safetensors
 err_has "tests/cli/missing.safetensors"
 end
 
-begin "cli run --engine jit: exit 2, not available yet"
-tdsl 2 run $C/cli.tdsl --fn double --engine jit
-err_has "not available yet"
+begin "cli run: the jit (default) and the evaluator print the same values"
+tdsl 0 run $C/cli.tdsl --fn double --in x=$C/x3.npy --engine interp
+cp "$OUT" "$TMP/interp.txt"
+tdsl 0 run $C/cli.tdsl --fn double --in x=$C/x3.npy
+cmp -s "$TMP/interp.txt" "$OUT" || bad "jit and interp differ" "$(diff "$TMP/interp.txt" "$OUT")"
+end
+
+begin "cli run --engine of an unknown engine: exit 2"
+tdsl 2 run $C/cli.tdsl --fn double --engine gpu
+err_has "unknown engine"
 end
 
 # Random inputs: a pure function of --seed and the argument's name.

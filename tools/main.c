@@ -7,11 +7,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "codegen/header.h"
+#include "codegen/llvm.h"
 #include "frontend/ast.h"
 #include "frontend/lower.h"
 #include "ir/eval.h"
 #include "ir/ir.h"
+#include "passes/passes.h"
 #include "runtime/philox.h"
 #include "runtime/safetensors.h"
 #include "tools/npy.h"
@@ -25,9 +29,12 @@ static const char *usage_text =
     "commands:\n"
     "  check FILE                 parse and type-check only\n"
     "  dump  FILE [--stage S] [--fn NAME] [--format text|dot]\n"
-    "                             S = ast | ir | layout (default ir)\n"
+    "                             S = ast | ir | layout | planned | llvm | asm (default ir)\n"
     "  run   FILE --fn NAME [--in ARG=FILE.npy]... [--out FILE.npy | -]\n"
-    "             [--params FILE.safetensors] [--engine interp] [--seed N]\n"
+    "             [--params FILE.safetensors] [--engine jit|interp] [--seed N]\n"
+    "  build FILE [-o OUT.o] [--header OUT.h] [--name MODULE] [--target cpu]\n"
+    "             [--cpu native|x86-64-v3|x86-64-v4|NAME] [-O0|-O1|-O2|-O3]\n"
+    "  stats FILE                 per export: kernels, FLOPs, bytes, peak memory\n"
     "\n"
     "common options:\n"
     "  -D NAME=VALUE              override a const\n"
@@ -46,6 +53,8 @@ typedef struct input_arg {
 typedef struct options {
     const char *command, *file;
     const char *stage, *fn, *format, *out, *params, *engine;
+    const char *obj, *header, *name, *target, *cpu;
+    int opt_level;
     uint64_t seed;
     bool time_passes;
     int nins;
@@ -114,13 +123,35 @@ static bool ends_with(const char *s, const char *suffix)
     return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
-/* module name = file stem */
-static const char *module_name(arena *ar, const char *path)
+/* module name = --name, else the file stem made a C identifier (01-mlp.tdsl -> m01_mlp) */
+static const char *module_name(arena *ar, const options *o)
 {
-    const char *base = strrchr(path, '/');
-    base = base ? base + 1 : path;
+    if (o->name)
+        return o->name;
+    const char *base = strrchr(o->file, '/');
+    base = base ? base + 1 : o->file;
     const char *dot = strrchr(base, '.');
-    return arena_strndup(ar, base, dot && dot != base ? (size_t)(dot - base) : strlen(base));
+    size_t n = dot && dot != base ? (size_t)(dot - base) : strlen(base);
+    char *name = arena_alloc(ar, n + 2);
+    size_t k = 0;
+    if (n == 0 || (base[0] >= '0' && base[0] <= '9'))
+        name[k++] = 'm';
+    for (size_t i = 0; i < n; i++) {
+        char ch = base[i];
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_';
+        name[k++] = ok ? ch : '_';
+    }
+    return name;
+}
+
+static bool is_identifier(const char *s)
+{
+    if (!*s || (*s >= '0' && *s <= '9'))
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '_'))
+            return false;
+    return true;
 }
 
 /* The pipeline up to checked IR. Returns NULL (diagnostics printed) on bad input. */
@@ -139,7 +170,7 @@ static ir_module *compile(arena *ar, const options *o, src_file *src, ast_file *
     if (!ast)
         return NULL;
     t0 = now_ms();
-    lower_opts lo = {.module_name = module_name(ar, o->file), .ndefines = o->ndefs, .defines = (lower_define *)o->defs};
+    lower_opts lo = {.module_name = module_name(ar, o), .ndefines = o->ndefs, .defines = (lower_define *)o->defs};
     ir_module *m = lower_file(ar, ast, &lo);
     timed(o, "lower", t0);
     if (!m)
@@ -172,6 +203,18 @@ static ir_func *pick_fn(const ir_module *m, const char *name, const char *cmd)
     return NULL;
 }
 
+/* Runs the LLVM backend; prints why on failure (a backend failure on checked IR is a bug). */
+static cg_llvm *build_llvm(const options *o, const ir_module *m, char *err, size_t errlen)
+{
+    double t0 = now_ms();
+    cg_options co = {.cpu = o->cpu ? o->cpu : "native", .opt_level = o->opt_level};
+    cg_llvm *cg = cg_llvm_build(m, &co, err, errlen);
+    timed(o, "llvm", t0);
+    if (!cg)
+        fprintf(stderr, "tdslc: code generation failed: %s\n", err);
+    return cg;
+}
+
 static int cmd_dump(const options *o, ir_module *m, const ast_file *ast)
 {
     const char *stage = o->stage ? o->stage : "ir";
@@ -185,12 +228,44 @@ static int cmd_dump(const options *o, ir_module *m, const ast_file *ast)
         return 0;
     }
     bool layout = strcmp(stage, "layout") == 0;
+    if (strcmp(stage, "planned") == 0 || strcmp(stage, "llvm") == 0 || strcmp(stage, "asm") == 0) {
+        if (dot)
+            return usage_error("--format dot is available for the ir and layout stages, not '%s'", stage);
+        if (o->fn && !ir_module_find(m, o->fn))
+            return pick_fn(m, o->fn, "dump") ? 0 : EXIT_USAGE;
+        if (stage[0] == 'p') {
+            arena ar;
+            arena_init(&ar);
+            for (int k = 0; k < m->nfuncs; k++) {
+                const ir_func *f = m->funcs[k];
+                if (o->fn && strcmp(f->name, o->fn) != 0)
+                    continue;
+                pass_schedule *sch = pass_schedule_func(&ar, f);
+                pass_print_plan(stdout, f, sch, pass_memplan_func(&ar, f, sch));
+            }
+            arena_free(&ar);
+            return 0;
+        }
+        char err[512];
+        cg_llvm *cg = build_llvm(o, m, err, sizeof err);
+        if (!cg)
+            return EXIT_INPUT;
+        int rc = 0;
+        if (stage[0] == 'l')
+            cg_llvm_print_ir(cg, stdout);
+        else if (cg_llvm_print_asm(cg, stdout, err, sizeof err) != 0) {
+            fprintf(stderr, "tdslc: %s\n", err);
+            rc = EXIT_INPUT;
+        }
+        cg_llvm_free(cg);
+        return rc;
+    }
     if (!layout && strcmp(stage, "ir") != 0) {
-        static const char *later[] = {"grad", "fused", "planned", "llvm", "asm", "cuda", "ptx"};
+        static const char *later[] = {"grad", "fused", "cuda", "ptx"};
         for (size_t k = 0; k < sizeof later / sizeof *later; k++)
             if (strcmp(stage, later[k]) == 0)
-                return usage_error("--stage %s is not available yet: this version stops at the layout stage", stage);
-        return usage_error("unknown stage '%s' (ast, ir, layout)", stage);
+                return usage_error("--stage %s is not available yet in this version", stage);
+        return usage_error("unknown stage '%s' (ast, ir, layout, planned, llvm, asm)", stage);
     }
     for (int k = 0; k < m->nfuncs; k++) {
         const ir_func *f = m->funcs[k];
@@ -304,14 +379,97 @@ static bool load_params(const options *o, const ir_module *m, host_tensor *param
     return ok;
 }
 
+/* Prints an instance's error message as FILE:LINE:COL: error: ... when it starts with the
+ * LINE:COL of the operation that failed (run-time checks put it there). */
+static void print_run_error(const options *o, const char *msg)
+{
+    int line = 0, col = 0, used = 0;
+    if (sscanf(msg, "%d:%d: %n", &line, &col, &used) == 2 && used > 0)
+        fprintf(stderr, "%s:%d:%d: error: %s\n", o->file, line, col, msg + used);
+    else
+        fprintf(stderr, "%s: error: %s\n", o->file, msg);
+}
+
+/* --engine jit: compile the module in-process and call it through its C API, exactly as
+ * an application calls the object that `tdslc build` writes. */
+static int run_jit(const options *o, ir_module *m, ir_func *f, host_tensor *args, host_tensor *outs)
+{
+    char err[512];
+    if (f->nargs + f->nouts > CG_MAX_CALL_BUFFERS) {
+        fprintf(stderr, "tdslc: --engine jit runs exports of at most %d arguments and results; use --engine interp\n",
+                CG_MAX_CALL_BUFFERS);
+        return -1;
+    }
+    for (int k = 0; k < f->nouts; k++) {
+        const ir_node *n = &f->nodes[f->outs[k]];
+        if (!host_tensor_alloc(&outs[k], n->dtype, n->rank, n->shape)) {
+            fprintf(stderr, "tdslc: out of memory for result %d\n", k);
+            return -1;
+        }
+    }
+    cg_llvm *cg = build_llvm(o, m, err, sizeof err);
+    if (!cg)
+        return -1;
+    double t0 = now_ms();
+    cg_jit *j = cg_jit_create(cg, err, sizeof err);
+    timed(o, "jit", t0);
+    if (!j) {
+        fprintf(stderr, "tdslc: JIT failed: %s\n", err);
+        cg_llvm_free(cg);
+        return -1;
+    }
+    char sym[600];
+    void *fns[5];
+    static const char *const suffix[5] = {"create", "destroy", "error", "load", NULL};
+    for (int k = 0; k < 5; k++) {
+        snprintf(sym, sizeof sym, "%s_%s", m->name, suffix[k] ? suffix[k] : f->name);
+        fns[k] = cg_jit_lookup(j, sym);
+    }
+    void *(*create)(const tdsl_options *);
+    void (*destroy)(void *);
+    const char *(*error)(const void *);
+    int (*load)(void *, const char *);
+    *(void **)&create = fns[0];
+    *(void **)&destroy = fns[1];
+    *(void **)&error = fns[2];
+    *(void **)&load = fns[3];
+    int rc = -1;
+    void *inst = NULL;
+    if (!fns[0] || !fns[1] || !fns[2] || !fns[3] || !fns[4]) {
+        fprintf(stderr, "tdslc: internal error: the JIT module lacks functions of '%s'\n", m->name);
+    } else {
+        tdsl_options opts = TDSL_OPTIONS_INIT;
+        opts.seed = o->seed;
+        inst = create(&opts);
+        if (!inst) {
+            fprintf(stderr, "tdslc: %s_create failed (out of memory?)\n", m->name);
+        } else if (o->params && load(inst, o->params) != 0) {
+            fprintf(stderr, "tdslc: %s\n", error(inst));
+        } else {
+            void *ptrs[CG_MAX_CALL_BUFFERS];
+            for (int k = 0; k < f->nargs; k++)
+                ptrs[k] = args[k].data;
+            for (int k = 0; k < f->nouts; k++)
+                ptrs[f->nargs + k] = outs[k].data;
+            t0 = now_ms();
+            rc = cg_call_export(fns[4], inst, f->nargs + f->nouts, ptrs);
+            timed(o, "call", t0);
+            if (rc != 0)
+                print_run_error(o, error(inst));
+        }
+    }
+    if (inst)
+        destroy(inst);
+    cg_jit_free(j);
+    cg_llvm_free(cg);
+    return rc;
+}
+
 static int cmd_run(const options *o, ir_module *m)
 {
-    if (o->engine && strcmp(o->engine, "interp") != 0) {
-        if (strcmp(o->engine, "jit") == 0)
-            return usage_error("--engine %s is not available yet: this version has only the reference evaluator "
-                               "(--engine interp)", o->engine);
-        return usage_error("unknown engine '%s' (interp)", o->engine);
-    }
+    const char *engine = o->engine ? o->engine : "jit";
+    if (strcmp(engine, "interp") != 0 && strcmp(engine, "jit") != 0)
+        return usage_error("unknown engine '%s' (jit, interp)", engine);
     ir_func *f = pick_fn(m, o->fn, "run");
     if (!f)
         return EXIT_USAGE;   /* --fn names no export, or is needed */
@@ -356,15 +514,13 @@ static int cmd_run(const options *o, ir_module *m)
             goto done;
         }
     }
-    if (!load_params(o, m, params))
-        goto done;
-    ir_eval_opts eo = {0};
-    if (ir_eval(f, args, params, outs, &eo, err, sizeof err) != 0) {
-        int line = 0, col = 0, used = 0;   /* the evaluator puts the node's LINE:COL first */
-        if (sscanf(err, "%d:%d: %n", &line, &col, &used) == 2 && used > 0)
-            fprintf(stderr, "%s:%d:%d: error: %s\n", o->file, line, col, err + used);
-        else
-            fprintf(stderr, "%s: error: %s\n", o->file, err);
+    if (strcmp(engine, "jit") == 0) {
+        if (run_jit(o, m, f, args, outs) != 0)
+            goto done;   /* run_jit said why */
+    } else if (!load_params(o, m, params)) {
+        goto done;   /* load_params said why */
+    } else if (ir_eval(f, args, params, outs, &(ir_eval_opts){0}, err, sizeof err) != 0) {
+        print_run_error(o, err);   /* the evaluator puts the node's LINE:COL first too */
         goto done;
     }
     rc = 0;
@@ -398,9 +554,84 @@ done:
     return rc;
 }
 
+static char *replace_ext(arena *ar, const char *path, const char *ext)
+{
+    const char *slash = strrchr(path, '/'), *dot = strrchr(path, '.');
+    size_t n = dot && (!slash || dot > slash) ? (size_t)(dot - path) : strlen(path);
+    return arena_printf(ar, "%.*s%s", (int)n, path, ext);
+}
+
+/* tdslc build: OUT.o (kernels, exports, instance functions) and OUT.h (their C API). */
+static int cmd_build(const options *o, ir_module *m)
+{
+    if (o->target && strcmp(o->target, "cpu") != 0)
+        return usage_error(strcmp(o->target, "cuda") == 0 ? "--target %s is not available yet in this version"
+                                                          : "unknown target '%s' (cpu)", o->target);
+    arena ar;
+    arena_init(&ar);
+    const char *base = strrchr(o->file, '/') ? strrchr(o->file, '/') + 1 : o->file;
+    const char *obj = o->obj ? o->obj : replace_ext(&ar, base, ".o");
+    const char *hdr = o->header ? o->header : replace_ext(&ar, obj, ".h");
+    char err[512];
+    int rc = EXIT_INPUT;
+    if (cg_header_check(m, err, sizeof err) != 0) {
+        fprintf(stderr, "%s: error: %s\n", o->file, err);
+        arena_free(&ar);
+        return EXIT_INPUT;
+    }
+    cg_llvm *cg = build_llvm(o, m, err, sizeof err);
+    if (cg) {
+        double t0 = now_ms();
+        if (cg_llvm_emit_object(cg, obj, err, sizeof err) != 0)
+            fprintf(stderr, "tdslc: %s\n", err);
+        else
+            rc = 0;
+        timed(o, "object", t0);
+        cg_llvm_free(cg);
+    }
+    if (rc == 0) {
+        /* the header goes to a temporary file renamed into place: no half-written header */
+        char *tmp = arena_printf(&ar, "%s.tmp.%ld", hdr, (long)getpid());
+        FILE *h = fopen(tmp, "w");
+        if (!h) {
+            fprintf(stderr, "tdslc: cannot write '%s': %s\n", hdr, strerror(errno));
+            rc = EXIT_INPUT;
+        } else {
+            cg_emit_header(h, m, o->file);
+            if (fclose(h) != 0 || rename(tmp, hdr) != 0) {
+                fprintf(stderr, "tdslc: cannot write '%s': %s\n", hdr, strerror(errno));
+                remove(tmp);
+                rc = EXIT_INPUT;
+            }
+        }
+    }
+    arena_free(&ar);
+    return rc;
+}
+
+static int cmd_stats(const options *o, ir_module *m)
+{
+    arena ar;
+    arena_init(&ar);
+    int shown = 0;
+    for (int k = 0; k < m->nfuncs; k++) {
+        const ir_func *f = m->funcs[k];
+        if (o->fn && strcmp(f->name, o->fn) != 0)
+            continue;
+        pass_schedule *sch = pass_schedule_func(&ar, f);
+        pass_print_stats(stdout, m, f, sch, pass_memplan_func(&ar, f, sch));
+        shown++;
+    }
+    arena_free(&ar);
+    if (o->fn && !shown)
+        return pick_fn(m, o->fn, "stats") ? 0 : EXIT_USAGE;
+    return 0;
+}
+
 static int parse_options(int argc, char **argv, options *o)
 {
-    enum { O_STAGE = 256, O_FN, O_FORMAT, O_IN, O_OUT, O_PARAMS, O_ENGINE, O_SEED, O_TIME, O_NOFUSE, O_VERSION };
+    enum { O_STAGE = 256, O_FN, O_FORMAT, O_IN, O_OUT, O_PARAMS, O_ENGINE, O_SEED, O_TIME, O_NOFUSE, O_VERSION,
+           O_HEADER, O_NAME, O_TARGET, O_CPU };
     static const struct option longopts[] = {
         {"stage", required_argument, 0, O_STAGE},   {"fn", required_argument, 0, O_FN},
         {"format", required_argument, 0, O_FORMAT}, {"in", required_argument, 0, O_IN},
@@ -408,15 +639,32 @@ static int parse_options(int argc, char **argv, options *o)
         {"engine", required_argument, 0, O_ENGINE}, {"seed", required_argument, 0, O_SEED},
         {"time-passes", no_argument, 0, O_TIME},    {"no-fuse", no_argument, 0, O_NOFUSE},
         {"help", no_argument, 0, 'h'},              {"version", no_argument, 0, O_VERSION},
+        {"header", required_argument, 0, O_HEADER}, {"name", required_argument, 0, O_NAME},
+        {"target", required_argument, 0, O_TARGET}, {"cpu", required_argument, 0, O_CPU},
         {0, 0, 0, 0},
     };
     opterr = 0;
     int ch;
-    while ((ch = getopt_long(argc, argv, "hD:", longopts, NULL)) != -1) {
+    o->opt_level = 3;
+    while ((ch = getopt_long(argc, argv, "hD:o:O:", longopts, NULL)) != -1) {
         switch (ch) {
         case 'h': fputs(usage_text, stdout); exit(0);
         case O_VERSION: printf("tdslc %s\n", TDSL_VERSION); exit(0);
         case O_STAGE: o->stage = optarg; break;
+        case 'o': o->obj = optarg; break;
+        case 'O':
+            if (strlen(optarg) != 1 || optarg[0] < '0' || optarg[0] > '3')
+                return usage_error("-O takes 0, 1, 2 or 3, not '%s'", optarg);
+            o->opt_level = optarg[0] - '0';
+            break;
+        case O_HEADER: o->header = optarg; break;
+        case O_NAME:
+            if (!is_identifier(optarg))
+                return usage_error("--name must be a C identifier, not '%s'", optarg);
+            o->name = optarg;
+            break;
+        case O_TARGET: o->target = optarg; break;
+        case O_CPU: o->cpu = optarg; break;
         case O_FN: o->fn = optarg; break;
         case O_FORMAT:
             if (strcmp(optarg, "text") != 0 && strcmp(optarg, "dot") != 0)
@@ -462,7 +710,7 @@ static int parse_options(int argc, char **argv, options *o)
         }
     }
     if (optind >= argc)
-        return usage_error("missing command%s (check, dump, run)", "");
+        return usage_error("missing command%s (check, dump, run, build, stats)", "");
     o->command = argv[optind++];
     if (optind >= argc)
         return usage_error("%s: missing input file", o->command);
@@ -478,12 +726,14 @@ int main(int argc, char **argv)
     int rc = parse_options(argc, argv, &o);
     if (rc)
         return rc;
-    static const char *later[] = {"build", "gradcheck", "stats"};
-    for (size_t k = 0; k < sizeof later / sizeof *later; k++)
-        if (strcmp(o.command, later[k]) == 0)
-            return usage_error("'%s' is not available yet: this version has check, dump and run", o.command);
-    if (strcmp(o.command, "check") != 0 && strcmp(o.command, "dump") != 0 && strcmp(o.command, "run") != 0)
-        return usage_error("unknown command '%s' (check, dump, run)", o.command);
+    if (strcmp(o.command, "gradcheck") == 0)
+        return usage_error("'%s' is not available yet: this version has check, dump, run, build and stats", o.command);
+    static const char *commands[] = {"check", "dump", "run", "build", "stats"};
+    bool known = false;
+    for (size_t k = 0; k < sizeof commands / sizeof *commands; k++)
+        known |= strcmp(o.command, commands[k]) == 0;
+    if (!known)
+        return usage_error("unknown command '%s' (check, dump, run, build, stats)", o.command);
     diag_reset(stderr);
     size_t len = 0;
     char *text = read_file(o.file, &len);
@@ -502,6 +752,10 @@ int main(int argc, char **argv)
             diag_ice("driver", "compilation failed without a diagnostic");
     } else if (strcmp(o.command, "dump") == 0) {
         rc = cmd_dump(&o, m, ast);
+    } else if (strcmp(o.command, "build") == 0) {
+        rc = cmd_build(&o, m);
+    } else if (strcmp(o.command, "stats") == 0) {
+        rc = cmd_stats(&o, m);
     } else if (strcmp(o.command, "run") == 0) {
         double t0 = now_ms();
         rc = cmd_run(&o, m);

@@ -1,6 +1,7 @@
 /* Whole programs checked against PyTorch: every tests/programs/<prog>.tdsl is parsed,
  * lowered and verified through the library, and each of its exported fns is run by the
- * reference evaluator on the inputs in tests/programs/data/<prog>.<fn>.in.<arg>.npy;
+ * reference evaluator, then compiled by the LLVM backend (JIT, called through the generated
+ * C API), on the inputs in tests/programs/data/<prog>.<fn>.in.<arg>.npy;
  * its results must equal <prog>.<fn>.out.<k>.npy, written by gen_reference.py with
  * PyTorch (CI has no Python: the .npy files are committed).
  *
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "codegen/llvm.h"
 #include "frontend/ast.h"
 #include "frontend/lower.h"
 #include "ir/eval.h"
@@ -34,6 +36,18 @@
 typedef struct tol {
     double rtol, atol;
 } tol;
+
+/* The compiled code (--engine jit, AOT objects) computes f32 in f32, with its own
+ * summation orders and polynomial exp/log/tanh/erf (docs/codegen.md): a little looser. */
+static tol jit_tol(ir_dtype dt)
+{
+    switch (dt) {
+    case DT_F64: return (tol){1e-10, 1e-12};
+    case DT_F32: return (tol){1e-4, 1e-5};
+    case DT_F16: return (tol){4e-3, 4e-3};
+    default: return (tol){0, 0};
+    }
+}
 
 static tol dtype_tol(ir_dtype dt)
 {
@@ -166,7 +180,8 @@ static void fmt_shape(char *buf, size_t len, const host_tensor *t)
 }
 
 /* Compares one output; on mismatch fails the test with the first bad element. */
-static void compare(const char *prog, const char *fn, int k, const host_tensor *got, const host_tensor *want)
+static void compare(const char *prog, const char *fn, int k, const host_tensor *got, const host_tensor *want,
+                    const char *engine)
 {
     char sg[160], sw[160];
     fmt_shape(sg, sizeof sg, got);
@@ -174,9 +189,9 @@ static void compare(const char *prog, const char *fn, int k, const host_tensor *
     bool same = got->dtype == want->dtype && got->rank == want->rank;
     for (int d = 0; same && d < got->rank; d++)
         same = got->shape[d] == want->shape[d];
-    ck_assert_msg(same, "%s.%s output %d: got %s, PyTorch gives %s", prog, fn, k, sg, sw);
+    ck_assert_msg(same, "%s %s.%s output %d: got %s, PyTorch gives %s", engine, prog, fn, k, sg, sw);
     int64_t n = host_tensor_numel(want);
-    tol t = dtype_tol(want->dtype);
+    tol t = strcmp(engine, "jit") == 0 ? jit_tol(want->dtype) : dtype_tol(want->dtype);
     bool fl = ir_dtype_is_float(want->dtype);
     for (int64_t i = 0; i < n; i++) {
         double g = host_tensor_get(got, i), w = host_tensor_get(want, i);
@@ -189,13 +204,20 @@ static void compare(const char *prog, const char *fn, int k, const host_tensor *
             ok = g == w;
         else
             ok = fabs(g - w) <= t.atol + t.rtol * fabs(w);
-        ck_assert_msg(ok, "%s.%s output %d %s, element %lld: got %.9g, PyTorch gives %.9g (rtol %g, atol %g)", prog,
-                      fn, k, sw, (long long)i, g, w, t.rtol, t.atol);
+        ck_assert_msg(ok, "%s %s.%s output %d %s, element %lld: got %.9g, PyTorch gives %.9g (rtol %g, atol %g)",
+                      engine, prog, fn, k, sw, (long long)i, g, w, t.rtol, t.atol);
     }
 }
 
-/* ---- one program: every exported fn against its data ---- */
-static void run_fn(const char *prog, const ir_func *f)
+/* The compiled module of a program, called through its C API as an application would. */
+typedef struct compiled {
+    cg_jit *jit;
+    void *inst;
+    const char *(*error)(const void *);
+} compiled;
+
+/* ---- one program: every exported fn against its data, on one engine ---- */
+static void run_fn(const char *prog, const ir_func *f, const compiled *jit)
 {
     char path[1024], err[512];
     int nargs = f->nargs;
@@ -208,14 +230,33 @@ static void run_fn(const char *prog, const ir_func *f)
     }
     host_tensor outs[MAX_OUTS];
     ck_assert_msg(f->nouts >= 1 && f->nouts <= MAX_OUTS, "%s.%s: %d outputs", prog, f->name, f->nouts);
-    ir_eval_opts opts = {.force_f64 = false};
-    int rc = ir_eval(f, args, NULL, outs, &opts, err, sizeof err);
-    ck_assert_msg(rc == 0, "%s.%s: evaluation failed: %s", prog, f->name, err);
+    const char *engine = jit ? "jit" : "interp";
+    if (jit) {
+        void *bufs[CG_MAX_CALL_BUFFERS];
+        ck_assert_msg(nargs + f->nouts <= CG_MAX_CALL_BUFFERS, "%s.%s: too many buffers", prog, f->name);
+        for (int a = 0; a < nargs; a++)
+            bufs[a] = args[a].data;
+        for (int k = 0; k < f->nouts; k++) {
+            const ir_node *n = &f->nodes[f->outs[k]];
+            ck_assert(host_tensor_alloc(&outs[k], n->dtype, n->rank, n->shape));
+            bufs[nargs + k] = outs[k].data;
+        }
+        char sym[512];
+        snprintf(sym, sizeof sym, "%s_%s", prog, f->name);
+        void *fp = cg_jit_lookup(jit->jit, sym);
+        ck_assert_msg(fp != NULL, "jit %s: no symbol %s", prog, sym);
+        int rc = cg_call_export(fp, jit->inst, nargs + f->nouts, bufs);
+        ck_assert_msg(rc == 0, "jit %s.%s: failed (%d): %s", prog, f->name, rc, jit->error(jit->inst));
+    } else {
+        ir_eval_opts opts = {.force_f64 = false};
+        int rc = ir_eval(f, args, NULL, outs, &opts, err, sizeof err);
+        ck_assert_msg(rc == 0, "%s.%s: evaluation failed: %s", prog, f->name, err);
+    }
     for (int k = 0; k < f->nouts; k++) {
         host_tensor want;
         snprintf(path, sizeof path, "%s/%s.%s.out.%d.npy", DATA_DIR, prog, f->name, k);
         ck_assert_msg(npy_read(path, &want, err, sizeof err) == 0, "%s.%s output %d: %s", prog, f->name, k, err);
-        compare(prog, f->name, k, &outs[k], &want);
+        compare(prog, f->name, k, &outs[k], &want, engine);
         host_tensor_free(&want);
     }
     /* PyTorch's mirror has exactly as many results */
@@ -263,7 +304,31 @@ START_TEST(run_program)
             ck_assert_msg(ir_module_find(m, groups[g] + strlen(prog) + 1) != NULL,
                           "data %s has no exported fn in %s.tdsl", groups[g], prog);
     for (int k = 0; k < m->nfuncs; k++)
-        run_fn(prog, m->funcs[k]);
+        run_fn(prog, m->funcs[k], NULL);
+    /* the same programs compiled by the LLVM backend, through the generated C API */
+    char err[512];
+    cg_options co = {.cpu = "native", .opt_level = 2};
+    cg_llvm *cg = cg_llvm_build(m, &co, err, sizeof err);
+    ck_assert_msg(cg != NULL, "%s: code generation failed: %s", prog, err);
+    compiled c = {.jit = cg_jit_create(cg, err, sizeof err)};
+    ck_assert_msg(c.jit != NULL, "%s: JIT failed: %s", prog, err);
+    char sym[512];
+    void *(*create)(const tdsl_options *);
+    void (*destroy)(void *);
+    snprintf(sym, sizeof sym, "%s_create", prog);
+    *(void **)&create = cg_jit_lookup(c.jit, sym);
+    snprintf(sym, sizeof sym, "%s_destroy", prog);
+    *(void **)&destroy = cg_jit_lookup(c.jit, sym);
+    snprintf(sym, sizeof sym, "%s_error", prog);
+    *(void **)&c.error = cg_jit_lookup(c.jit, sym);
+    ck_assert_msg(create && destroy && c.error, "%s: the compiled module lacks its instance functions", prog);
+    c.inst = create(NULL);
+    ck_assert_msg(c.inst != NULL, "%s_create failed", prog);
+    for (int k = 0; k < m->nfuncs; k++)
+        run_fn(prog, m->funcs[k], &c);
+    destroy(c.inst);
+    cg_jit_free(c.jit);
+    cg_llvm_free(cg);
     arena_free(&ar);
     free(text);
 }

@@ -84,6 +84,7 @@ typedef struct tdsl_instance tdsl_instance;
 tdsl_instance *tdsl_rt_create(const tdsl_module_desc *desc, const tdsl_options *opts);
 void tdsl_rt_destroy(tdsl_instance *inst);
 const char *tdsl_rt_error(const tdsl_instance *inst);      /* "" when there was none */
+/* (tdsl_rt_error(NULL): why the last create, or call with a NULL instance, failed on this thread.) */
 /* Records an error (printf-style) and returns status, so `return tdsl_rt_fail(...)` reads well. */
 int tdsl_rt_fail(tdsl_instance *inst, int status, const char *fmt, ...)
 #if defined(__GNUC__)
