@@ -220,7 +220,7 @@ int main(int argc, char **argv)
     if (!m)
         return 1;
     char err[512];
-    cg_options o = {cpu, 3};
+    cg_options o = {.cpu = cpu, .opt_level = 3};
     double t0 = now_ns();
     cg_llvm *cg = cg_llvm_build(m, &o, err, sizeof err);
     cg_jit *j = cg ? cg_jit_create(cg, err, sizeof err) : NULL;

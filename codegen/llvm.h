@@ -12,6 +12,7 @@
 typedef struct cg_options {
     const char *cpu;     /* "native" (default), "x86-64-v3", "x86-64-v4", or an LLVM CPU name */
     int opt_level;       /* 0..3 (default 3) */
+    bool no_fuse;        /* --no-fuse: one kernel per computed value */
 } cg_options;
 
 typedef struct cg_llvm cg_llvm;

@@ -39,14 +39,15 @@ typedef struct cg_gemm_tuning {
     int64_t mc, kc, nc;       /* cache blocks in elements (0: default) */
     int pack;                 /* -1 auto, 0 never pack A (B only when it must), 1 always pack both */
     int64_t par_flops;        /* flops per task below which fewer tasks are used (0: default) */
+    int swap;                 /* 0 auto, 1 always compute C^T = B^T A^T, -1 never */
 } cg_gemm_tuning;
 
 void cg_gemm_set_tuning(const cg_gemm_tuning *t);   /* for benchmarks only; NULL resets */
-static cg_gemm_tuning tuning = {0, 0, 0, 0, 0, -1, 0};
+static cg_gemm_tuning tuning = {0, 0, 0, 0, 0, -1, 0, 0};
 
 void cg_gemm_set_tuning(const cg_gemm_tuning *t)
 {
-    cg_gemm_tuning def = {0, 0, 0, 0, 0, -1, 0};
+    cg_gemm_tuning def = {0, 0, 0, 0, 0, -1, 0, 0};
     tuning = t ? *t : def;
 }
 
@@ -85,6 +86,7 @@ typedef struct gemm {
     int64_t bufa, bufb;            /* packing buffers, elements of ct */
     bool heap;
     bool split_n;
+    bool swapped;                  /* computing C^T = B^T A^T (a, bo, c, M, N swapped) */
     int64_t tmax, maxp;
     LLVMValueRef uk[2][2];         /* [M edge][N edge] micro-kernels (NULL when not needed) */
     LLVMTypeRef uk_ty;
@@ -383,11 +385,9 @@ static void uk_loop(gemm *g, const ukdesc *d, LLVMValueRef fn, int unroll, LLVMV
     LLVMTypeRef aet = g->a.pack ? g->ct : g->st, bet = g->bo.pack ? g->ct : g->st;
     for (int u = 0; u < unroll; u++)
         uk_step(g, d, qa, qb, u, cur);
-    LLVMValueRef na = gepc(g, aet, qa, unroll * d->ak), nb = gepc(g, bet, qb, unroll * d->bk);
-    if (unroll * d->ak == 0)
-        na = qa;
-    if (unroll * d->bk == 0)
-        nb = qb;
+    /* plain GEPs: after the last iteration the pointers may pass the operand's end */
+    LLVMValueRef ia = ci(g, unroll * d->ak), ib = ci(g, unroll * d->bk);
+    LLVMValueRef na = LLVMBuildGEP2(g->b, aet, qa, &ia, 1, ""), nb = LLVMBuildGEP2(g->b, bet, qb, &ib, 1, "");
     LLVMValueRef ni = LLVMBuildNSWAdd(g->b, i, ci(g, 1), "");
     LLVMBasicBlockRef latch = LLVMGetInsertBlock(g->b);
     LLVMBuildCondBr(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, ni, count, ""), body, exit);
@@ -696,10 +696,9 @@ static LLVMValueRef libc_fn(gemm *g, const char *name, LLVMTypeRef ret, LLVMType
 }
 
 /* Goto's loops over C[m0:m1, n0:n1] of one batch element */
-static void emit_block(gemm *g, LLVMValueRef fn, LLVMValueRef A, LLVMValueRef B, LLVMValueRef C, LLVMValueRef m0,
-                       LLVMValueRef m1, LLVMValueRef n0, LLVMValueRef n1, LLVMValueRef bufa, LLVMValueRef bufb)
+static void emit_block(gemm *g, LLVMValueRef A, LLVMValueRef B, LLVMValueRef C, LLVMValueRef m0, LLVMValueRef m1,
+                       LLVMValueRef n0, LLVMValueRef n1, LLVMValueRef bufa, LLVMValueRef bufb)
 {
-    (void)fn;
     LLVMBuilderRef b = g->b;
     loop ljc, lpc, lic, lq, lp;
     LLVMValueRef jc = loop_begin(g, &ljc, n0, n1, ci(g, g->NC));
@@ -820,9 +819,9 @@ static LLVMValueRef emit_task(gemm *g)
         ci(g, tile), "");
     hi = smin(g, hi, ci(g, ext));
     if (g->split_n)
-        emit_block(g, fn, Ab, Bb, Cb, ci(g, 0), ci(g, g->M), lo, hi, bufa, bufb);
+        emit_block(g, Ab, Bb, Cb, ci(g, 0), ci(g, g->M), lo, hi, bufa, bufb);
     else
-        emit_block(g, fn, Ab, Bb, Cb, lo, hi, ci(g, 0), ci(g, g->N), bufa, bufb);
+        emit_block(g, Ab, Bb, Cb, lo, hi, ci(g, 0), ci(g, g->N), bufa, bufb);
     loop_end(g, &lj);
     if (freefn)
         call(g, freefn, free_ty, &buf, 1);
@@ -963,6 +962,27 @@ static bool plan(gemm *g, const ir_func *f, int id, char *why, size_t whylen)
         g->nbd++;
     }
     default_tiles(g);
+    /* N narrower than a vector would leave lanes idle in every FMA: compute C^T = B^T A^T
+     * instead (vectors along M; C is then stored lane by lane, N apart) */
+    g->swapped = false;
+    if ((g->N < g->vl && g->M >= 2 * g->vl && tuning.swap >= 0) || tuning.swap > 0) {
+        opnd t = g->a;
+        g->a = g->bo;
+        g->bo = t;
+        int64_t x = g->a.s0;
+        g->a.s0 = g->a.s1;
+        g->a.s1 = x;
+        x = g->bo.s0;
+        g->bo.s0 = g->bo.s1;
+        g->bo.s1 = x;
+        x = g->c.s0;
+        g->c.s0 = g->c.s1;
+        g->c.s1 = x;
+        x = g->M;
+        g->M = g->N;
+        g->N = x;
+        g->swapped = true;
+    }
     g->vt = LLVMVectorType(g->ct, (unsigned)g->vl);
     g->svt = LLVMVectorType(g->st, (unsigned)g->vl);
 

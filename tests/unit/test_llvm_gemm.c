@@ -61,7 +61,7 @@ static int opt_level = 3;
 
 static cg_jit *jit_of(const ir_module *m)
 {
-    cg_options o = {opt_cpu, opt_level};
+    cg_options o = {.cpu = opt_cpu, .opt_level = opt_level};
     cg_llvm *cg = cg_llvm_build(m, &o, err, sizeof err);
     ck_assert_msg(cg != NULL, "build: %s", err);
     cg_jit *j = cg_jit_create(cg, err, sizeof err);
@@ -425,7 +425,7 @@ START_TEST(test_rejects_non_matmul)
 {
     /* cg_emit_matmul on a node that is not a matmul: NULL, no crash */
     ir_module *m = from_source("nm", "export fn f(a: f32[2, 3], b: f32[4, 3]) -> f32[2, 4] { return a @ b.T }\n");
-    cg_options o = {"native", 0};
+    cg_options o = {.cpu = "native", .opt_level = 0};
     cg_llvm *cg = cg_llvm_build(m, &o, err, sizeof err);
     ck_assert_msg(cg != NULL, "build: %s", err);
     const ir_func *f = m->funcs[0];

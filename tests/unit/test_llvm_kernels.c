@@ -2,7 +2,7 @@
  * op family. Each case is a small .tdsl program compiled by cg_llvm_build, JIT-compiled and
  * called through its generated C API (`k_create(NULL)`, `k_<fn>`); every exported fn runs
  * on seeded random inputs through ir_eval and through the JIT, and every output must agree:
- *   - integers and bools exactly;
+ *   - integers and bools exactly, and floats too in a case with no tolerance (casts);
  *   - floats within |got - want| <= atol + rtol |want| with the case's tolerance (f16 and
  *     bf16 at least two of their ulps), NaN where the evaluator has NaN, infinities exact.
  * Tolerances per family: f32 arithmetic is correctly rounded in both (rtol 2e-7: one ulp);
@@ -79,6 +79,11 @@ static const tcase cases[] = {
      "export fn casts2(b: bool[50], h: f16[50]) -> (f32[50], i64[50], f32[50], i32[50], bf16[50], bool[50]) {\n"
      "    return b.to(f32), b.to(i64), h.to(f32), h.to(i32), h.to(bf16), h.to(bool)\n}\n",
      -9.2e18, 9.2e18, 0, 0, true, NULL},
+    {"half_conv",
+     "export fn hc(x: f32[200]) -> (f16[200], f32[200], bf16[200], f32[200], f16[200]) {\n"
+     "    h = x.to(f16)\n"
+     "    return h, h.to(f32) * 3, (x * 1e-35).to(bf16), (x * 1e-35).to(bf16).to(f32), (x * 1e9).to(f16)\n}\n",
+     -1e-4, 1e-4, 0, 0, true, NULL},
     {"half",
      "export fn half(a: f16[3, 40], b: bf16[3, 40]) -> (f16[3, 40], f16[3, 40], bf16[3, 40], bf16[3, 40], f16[3], bf16[40], f16[3, 40]) {\n"
      "    return a + a * a, exp(a), b * b - b, tanh(b), a.sum(1), b.max(0), softmax(a, 1)\n}\n",
@@ -211,7 +216,10 @@ static void compare(const tcase *tc, const char *fn, int k, const host_tensor *g
 {
     int64_t n = host_tensor_numel(want);
     bool fl = ir_dtype_is_float(want->dtype);
-    double rtol = fmax(tc->rtol, 2 * ulp_of(want->dtype)), atol = fmax(tc->atol, 2 * ulp_of(want->dtype));
+    /* a case with no tolerance wants every float bit for bit (NaN payloads aside) */
+    bool exact = tc->rtol == 0 && tc->atol == 0;
+    double rtol = exact ? 0 : fmax(tc->rtol, 2 * ulp_of(want->dtype));
+    double atol = exact ? 0 : fmax(tc->atol, 2 * ulp_of(want->dtype));
     for (int64_t i = 0; i < n; i++) {
         double g = host_tensor_get(got, i), w = host_tensor_get(want, i);
         bool ok;
@@ -219,8 +227,8 @@ static void compare(const tcase *tc, const char *fn, int k, const host_tensor *g
             ok = want->dtype == DT_I64 ? ((int64_t *)got->data)[i] == ((int64_t *)want->data)[i] : g == w;
         else if (isnan(w))
             ok = isnan(g);
-        else if (isinf(w))
-            ok = g == w;
+        else if (isinf(w) || exact)
+            ok = g == w && signbit(g) == signbit(w);
         else
             ok = fabs(g - w) <= atol + rtol * fabs(w);
         ck_assert_msg(ok, "%s.%s output %d (%s), element %lld of %lld: jit %.9g, evaluator %.9g (rtol %g, atol %g)",
@@ -360,14 +368,15 @@ START_TEST(test_other_targets)
 }
 END_TEST
 
-/* Fusion hands the backend kernels with several elementwise members: the whole chain of
- * `tanh(x * y + 1) - x` (broadcast y, a literal) as one kernel, emitted into a built
- * module, JIT-compiled and called directly, against the evaluator. */
+/* Fusion hands the backend kernels with several elementwise members: the whole chain
+ * below (broadcast y, literals, an f16 detour that must round to f16 in registers) as one
+ * kernel, emitted into a built module, JIT-compiled and called directly, against the
+ * evaluator. (Every case above also runs through pass_fuse inside cg_llvm_build.) */
 START_TEST(test_fused_members)
 {
     static const char *src_text =
         "export fn f(x: f32[5, 37], y: f32[37], n: i32[5, 37]) -> f32[5, 37] {\n"
-        "    return tanh(x * y + 1) - x + exp(n.to(f32) * 0.25) * where(x > 0, x, -x)\n}\n";
+        "    return tanh(x * y + 1) - x + exp(n.to(f32) * 0.25) * where(x > 0, x, -x) + (x.to(f16) * 3).to(f32)\n}\n";
     rng_state = 77;
     tcase tc = {"fused", src_text, -3, 3, TRANS, false, NULL};
     src_file src = {.name = "fused", .text = src_text, .len = strlen(src_text)};

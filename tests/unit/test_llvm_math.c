@@ -43,6 +43,7 @@ typedef void (*k64)(const double *, double *, int64_t);
 static k32 vec32[NFN], sc32[NFN], nf32[NFN];
 static k64 vec64[NFN], sc64[NFN], nf64[NFN];
 static char build_error[512];
+static LLVMOrcLLJITRef the_jit;
 
 /* ---- building: one module, 4 loops per function ---- */
 static void emit_loop(cg_llvm *cg, const char *name, emit_fn f, LLVMTypeRef et, unsigned lanes, const char *features)
@@ -156,9 +157,9 @@ static bool build_all(void)
     LLVMDisposeMessage(triple);
     if (!ok)
         return false;
-    LLVMOrcLLJITRef jit;
-    if (!check_err(LLVMOrcCreateLLJIT(&jit, LLVMOrcCreateLLJITBuilder()), "lljit"))
+    if (!check_err(LLVMOrcCreateLLJIT(&the_jit, LLVMOrcCreateLLJITBuilder()), "lljit"))
         return false;
+    LLVMOrcLLJITRef jit = the_jit;
     LLVMOrcJITDylibRef jd = LLVMOrcLLJITGetMainJITDylib(jit);
     LLVMOrcDefinitionGeneratorRef gen;
     if (!check_err(LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&gen, LLVMOrcLLJITGetGlobalPrefix(jit),
@@ -183,7 +184,7 @@ static bool build_all(void)
         nf32[f] = (k32)(uintptr_t)a[4];
         nf64[f] = (k64)(uintptr_t)a[5];
     }
-    return true;   /* the JIT lives as long as the process */
+    return true;   /* the JIT lives until main disposes of it */
 }
 
 /* ---- references and ulp errors ---- */
@@ -498,5 +499,8 @@ int main(void)
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
+    LLVMErrorRef e = LLVMOrcDisposeLLJIT(the_jit);
+    if (e)
+        LLVMConsumeError(e);
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -44,7 +44,7 @@ static ir_module *from_ir(const char *text)
 
 static cg_jit *jit_of(const ir_module *m, const char *cpu, int opt)
 {
-    cg_options o = {cpu, opt};
+    cg_options o = {.cpu = cpu, .opt_level = opt};
     cg_llvm *cg = cg_llvm_build(m, &o, err, sizeof err);
     ck_assert_msg(cg != NULL, "build: %s", err);
     cg_jit *j = cg_jit_create(cg, err, sizeof err);
@@ -322,7 +322,7 @@ START_TEST(vector_width_attributes)
     struct { const char *cpu; int bits; } cases[] = {{"x86-64-v3", 256}, {"x86-64-v4", 512}, {"x86-64", 128},
                                                      {"skylake-avx512", 512}, {"znver4", 512}, {"znver3", 256}};
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
-        cg_options o = {cases[c].cpu, 2};
+        cg_options o = {.cpu = cases[c].cpu, .opt_level = 2};
         cg_llvm *cg = cg_llvm_build(m, &o, err, sizeof err);
         ck_assert_msg(cg != NULL, "%s: %s", cases[c].cpu, err);
         ck_assert_int_eq(cg->vector_bits, cases[c].bits);
@@ -345,10 +345,10 @@ END_TEST
 START_TEST(bad_options_and_names)
 {
     ir_module *m = from_source("v", VIEWS_SRC);
-    cg_options o = {"pentium-9000", 3};
+    cg_options o = {.cpu = "pentium-9000", .opt_level = 3};
     ck_assert(cg_llvm_build(m, &o, err, sizeof err) == NULL);
     ck_assert_msg(strstr(err, "unknown CPU 'pentium-9000'") != NULL, "%s", err);
-    o = (cg_options){"native", 4};
+    o = (cg_options){.cpu = "native", .opt_level = 4};
     ck_assert(cg_llvm_build(m, &o, err, sizeof err) == NULL);
     ck_assert_msg(strstr(err, "optimization level 4") != NULL, "%s", err);
     o.opt_level = -1;
@@ -554,7 +554,7 @@ START_TEST(print_ir_and_asm)
 {
     ir_module *m = from_source("k", KERNELS_SRC);
     for (int opt = 0; opt <= 3; opt += 3) {
-        cg_options o = {"x86-64-v4", opt};
+        cg_options o = {.cpu = "x86-64-v4", .opt_level = opt};
         cg_llvm *cg = cg_llvm_build(m, &o, err, sizeof err);
         ck_assert_msg(cg != NULL, "%s", err);
         char *ir = ir_text(cg);
@@ -582,7 +582,7 @@ END_TEST
 START_TEST(abi_layouts)
 {
     ir_module *m = from_source("v", VIEWS_SRC);
-    cg_llvm *cg = cg_llvm_build(m, &(cg_options){"x86-64-v3", 0}, err, sizeof err);
+    cg_llvm *cg = cg_llvm_build(m, &(cg_options){.cpu = "x86-64-v3", .opt_level = 0}, err, sizeof err);
     ck_assert_msg(cg != NULL, "%s", err);
     LLVMTargetDataRef dl = LLVMCreateTargetDataLayout(cg->tm);
     LLVMTypeRef t = LLVMGetTypeByName2(cg->ctx, "tdsl_tensor");
