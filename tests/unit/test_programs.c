@@ -1,7 +1,7 @@
 /* Whole programs checked against PyTorch: every tests/programs/<prog>.tdsl is parsed,
  * lowered and verified through the library, and each of its exported fns is run by the
- * reference evaluator, then compiled by the LLVM backend (JIT, called through the generated
- * C API), on the inputs in tests/programs/data/<prog>.<fn>.in.<arg>.npy;
+ * reference evaluator, then compiled by the LLVM backend and called through the generated
+ * C API both in-process (JIT) and as an object file in a shared library (AOT), on the inputs in tests/programs/data/<prog>.<fn>.in.<arg>.npy;
  * its results must equal <prog>.<fn>.out.<k>.npy, written by gen_reference.py with
  * PyTorch (CI has no Python: the .npy files are committed).
  *
@@ -11,6 +11,8 @@
  * and element. */
 #include <check.h>
 #include <dirent.h>
+#include <dlfcn.h>
+#include <unistd.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -209,12 +211,21 @@ static void compare(const char *prog, const char *fn, int k, const host_tensor *
     }
 }
 
-/* The compiled module of a program, called through its C API as an application would. */
+/* The compiled module of a program, called through its C API as an application would:
+ * in-process (JIT) or as the object file `tdslc build` writes, linked into a shared
+ * library and loaded with dlopen. */
 typedef struct compiled {
+    const char *engine;         /* "jit" or "aot" */
     cg_jit *jit;
+    void *dl;
     void *inst;
     const char *(*error)(const void *);
 } compiled;
+
+static void *lookup(const compiled *c, const char *sym)
+{
+    return c->jit ? cg_jit_lookup(c->jit, sym) : dlsym(c->dl, sym);
+}
 
 /* ---- one program: every exported fn against its data, on one engine ---- */
 static void run_fn(const char *prog, const ir_func *f, const compiled *jit)
@@ -230,7 +241,7 @@ static void run_fn(const char *prog, const ir_func *f, const compiled *jit)
     }
     host_tensor outs[MAX_OUTS];
     ck_assert_msg(f->nouts >= 1 && f->nouts <= MAX_OUTS, "%s.%s: %d outputs", prog, f->name, f->nouts);
-    const char *engine = jit ? "jit" : "interp";
+    const char *engine = jit ? jit->engine : "interp";
     if (jit) {
         void *bufs[CG_MAX_CALL_BUFFERS];
         ck_assert_msg(nargs + f->nouts <= CG_MAX_CALL_BUFFERS, "%s.%s: too many buffers", prog, f->name);
@@ -243,10 +254,10 @@ static void run_fn(const char *prog, const ir_func *f, const compiled *jit)
         }
         char sym[512];
         snprintf(sym, sizeof sym, "%s_%s", prog, f->name);
-        void *fp = cg_jit_lookup(jit->jit, sym);
-        ck_assert_msg(fp != NULL, "jit %s: no symbol %s", prog, sym);
+        void *fp = lookup(jit, sym);
+        ck_assert_msg(fp != NULL, "%s %s: no symbol %s", engine, prog, sym);
         int rc = cg_call_export(fp, jit->inst, nargs + f->nouts, bufs);
-        ck_assert_msg(rc == 0, "jit %s.%s: failed (%d): %s", prog, f->name, rc, jit->error(jit->inst));
+        ck_assert_msg(rc == 0, "%s %s.%s: failed (%d): %s", engine, prog, f->name, rc, jit->error(jit->inst));
     } else {
         ir_eval_opts opts = {.force_f64 = false};
         int rc = ir_eval(f, args, NULL, outs, &opts, err, sizeof err);
@@ -310,24 +321,41 @@ START_TEST(run_program)
     cg_options co = {.cpu = "native", .opt_level = 2};
     cg_llvm *cg = cg_llvm_build(m, &co, err, sizeof err);
     ck_assert_msg(cg != NULL, "%s: code generation failed: %s", prog, err);
-    compiled c = {.jit = cg_jit_create(cg, err, sizeof err)};
-    ck_assert_msg(c.jit != NULL, "%s: JIT failed: %s", prog, err);
-    char sym[512];
-    void *(*create)(const tdsl_options *);
-    void (*destroy)(void *);
-    snprintf(sym, sizeof sym, "%s_create", prog);
-    *(void **)&create = cg_jit_lookup(c.jit, sym);
-    snprintf(sym, sizeof sym, "%s_destroy", prog);
-    *(void **)&destroy = cg_jit_lookup(c.jit, sym);
-    snprintf(sym, sizeof sym, "%s_error", prog);
-    *(void **)&c.error = cg_jit_lookup(c.jit, sym);
-    ck_assert_msg(create && destroy && c.error, "%s: the compiled module lacks its instance functions", prog);
-    c.inst = create(NULL);
-    ck_assert_msg(c.inst != NULL, "%s_create failed", prog);
-    for (int k = 0; k < m->nfuncs; k++)
-        run_fn(prog, m->funcs[k], &c);
-    destroy(c.inst);
-    cg_jit_free(c.jit);
+    /* AOT: the object file, linked into a shared library with the shared libtdslrt */
+    char dir[] = "/tmp/tdsl-aot-XXXXXX", obj[600], so[600], cmd[2400];
+    ck_assert(mkdtemp(dir) != NULL);
+    snprintf(obj, sizeof obj, "%s/%s.o", dir, prog);
+    snprintf(so, sizeof so, "%s/%s.so", dir, prog);
+    ck_assert_msg(cg_llvm_emit_object(cg, obj, err, sizeof err) == 0, "%s: object emission failed: %s", prog, err);
+    snprintf(cmd, sizeof cmd, "cc -shared -o '%s' '%s' '%s' -Wl,-rpath,'%s'", so, obj, TDSL_RT_SHARED, TDSL_RT_DIR);
+    ck_assert_msg(system(cmd) == 0, "%s: linking the object failed: %s", prog, cmd);
+    compiled engines[2] = {{.engine = "jit", .jit = cg_jit_create(cg, err, sizeof err)},
+                           {.engine = "aot", .dl = dlopen(so, RTLD_NOW | RTLD_LOCAL)}};
+    ck_assert_msg(engines[0].jit != NULL, "%s: JIT failed: %s", prog, err);
+    ck_assert_msg(engines[1].dl != NULL, "%s: dlopen failed: %s", prog, dlerror());
+    for (int e = 0; e < 2; e++) {
+        compiled *c = &engines[e];
+        char sym[512];
+        void *(*create)(const tdsl_options *);
+        void (*destroy)(void *);
+        snprintf(sym, sizeof sym, "%s_create", prog);
+        *(void **)&create = lookup(c, sym);
+        snprintf(sym, sizeof sym, "%s_destroy", prog);
+        *(void **)&destroy = lookup(c, sym);
+        snprintf(sym, sizeof sym, "%s_error", prog);
+        *(void **)&c->error = lookup(c, sym);
+        ck_assert_msg(create && destroy && c->error, "%s %s: the module lacks its instance functions", c->engine, prog);
+        c->inst = create(NULL);
+        ck_assert_msg(c->inst != NULL, "%s %s_create failed", c->engine, prog);
+        for (int k = 0; k < m->nfuncs; k++)
+            run_fn(prog, m->funcs[k], c);
+        destroy(c->inst);
+    }
+    cg_jit_free(engines[0].jit);
+    dlclose(engines[1].dl);
+    remove(so);
+    remove(obj);
+    rmdir(dir);
     cg_llvm_free(cg);
     arena_free(&ar);
     free(text);
