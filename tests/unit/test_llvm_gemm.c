@@ -299,6 +299,24 @@ START_TEST(test_packed_f32)
 }
 END_TEST
 
+START_TEST(test_narrow_n)
+{
+    /* N <= VL/2 runs as C^T = B^T A^T: lane-by-lane stores of C, K blocks accumulated
+     * through them, A^T packed, batches, 1-column results */
+    srcbuf b = {0};
+    mm2(&b, "f32", 0, 64, 4, 784);
+    mm2(&b, "f32", 2, 70, 1, 33);
+    mm2(&b, "f32", 1, 300, 7, 500);    /* big: both packed */
+    mm2(&b, "f32", 3, 47, 8, 13);
+    mm2(&b, "f64", 0, 33, 3, 300);
+    mm2(&b, "i32", 2, 40, 2, 50);
+    mm2(&b, "bf16", 1, 90, 5, 70);
+    emitf(&b, "export fn bn(a: f32[3, 50, 20], b: f32[20, 6]) -> f32[3, 50, 6] { return a @ b }\n");
+    emitf(&b, "export fn mv(a: f32[200, 300], v: f32[300]) -> f32[200] { return a @ v }\n");
+    diff_module(from_source("nn", b.s), true, false);
+}
+END_TEST
+
 START_TEST(test_dtypes)
 {
     static const char *const dts[] = {"f64", "i32", "i64", "f16", "bf16"};
@@ -450,6 +468,7 @@ static Suite *suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_sizes_f32);
     tcase_add_test(tc, test_packed_f32);
+    tcase_add_test(tc, test_narrow_n);
     tcase_add_test(tc, test_dtypes);
     tcase_add_test(tc, test_half_rounding);
     tcase_add_test(tc, test_views);

@@ -57,6 +57,11 @@ static const tcase cases[] = {
      "export fn lit(x: f32[2, 17]) -> (f32[2, 17], f32[2, 17], f32[2, 17], f32[2, 17]) {\n"
      "    return x * 2 + 1, 3 - x, x ** 2, 2 ** x\n}\n",
      -3, 3, ARITH, true, NULL},
+    {"long_chain",   /* fusion makes one kernel of 300 members */
+     "export fn chain(x: f32[3, 37], y: f32[37]) -> f32[3, 37] {\n"
+     "    for i in 0..100 {\n        x = relu(x * 0.99 + y) - 0.5\n    }\n"
+     "    return x\n}\n",
+     -1, 1, 1e-5, 1e-6, false, NULL},
     {"strided_views",
      "export fn views(x: f32[6, 40], y: f32[40, 6]) -> (f32[40, 6], f32[3, 40], f32[6, 37], f32[6, 40], f32[4, 6], f32[6, 3, 40], f32[20, 6]) {\n"
      "    return x.T * y, x[::2] + 1, x[:, 3:] * 2, exp(y.T), x.T[1:5] - y[0:4], x.unsqueeze(1).expand(6, 3, 40) * x[0], y[::2] + x.T[1::2]\n}\n"
