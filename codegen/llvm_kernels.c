@@ -26,7 +26,7 @@
 
 #define R IR_MAX_RANK
 #define MAX_IN 64
-#define MAX_OPS 72                       /* operands of one loop nest (pointwise: 1 + reads) */
+#define MAX_OPS 256                      /* operands of one loop nest (pointwise: 1 + reads) */
 #define PAR_MIN ((int64_t)256 * 1024)    /* work (elements) below which a kernel is serial */
 #define UNIT ((int64_t)32 * 1024)        /* work per parallel task */
 #define VB_COLS 512                      /* lines per block of a blocked V-mode reduction */
@@ -934,16 +934,9 @@ static void pw_run(kctx *kc, pw *P)
 
 /* ---- the pointwise kernel: members' DAG per element ---- */
 typedef struct dag {
-    int read_node[MAX_OPS];   /* operand j (>= 1) reads node read_node[j] */
+    int *opnd;                /* by node id: its operand (>= 1), or -2: a const-backed immediate */
+    int *mpos;                /* by node id: its position among the members, or -1 */
 } dag;
-
-static int operand_of(const pw *P, const dag *D, int id)
-{
-    for (int j = 1; j < P->nops; j++)
-        if (D->read_node[j] == id)
-            return j;
-    return -1;
-}
 
 static int member_index(const pass_kernel *k, int id)
 {
@@ -957,50 +950,78 @@ static LLVMValueRef dag_elem(kctx *kc, pw *P, int lanes, LLVMValueRef *vals, LLV
 {
     const dag *D = P->user;
     const pass_kernel *k = kc->k;
-    LLVMValueRef mv[256];
+    LLVMValueRef *mv = arena_alloc(kc->cg->ar, sizeof *mv * (size_t)k->nmembers);
     for (int m = 0; m < k->nmembers; m++) {
         const ir_node *n = node(kc, k->members[m]);
         LLVMValueRef a[4];
         for (int i = 0; i < n->nin; i++) {
-            int mi = member_index(k, n->in[i]);
-            a[i] = mi >= 0 ? mv[mi] : vals[operand_of(P, D, n->in[i])];
+            int id = n->in[i];
+            if (D->mpos[id] >= 0) {
+                a[i] = mv[D->mpos[id]];
+            } else if (D->opnd[id] == -2) {
+                const ir_node *c = node(kc, node(kc, id)->storage);
+                a[i] = value_const(kc, node(kc, id)->dtype, c->f[0], lanes);
+            } else {
+                a[i] = vals[D->opnd[id]];
+            }
         }
         mv[m] = elem_op(kc, n, a, lanes);
         /* a fused f16/bf16 member rounds to its dtype, as it would through memory */
-        if (0)
+        if (m < k->nmembers - 1 && (n->dtype == DT_F16 || n->dtype == DT_BF16))
             mv[m] = to_compute(kc, n->dtype, to_storage(kc, n->dtype, mv[m], lanes), lanes);
     }
     return mv[k->nmembers - 1];
 }
 
+/* Operands: the output, then one per distinct layout read (views of one storage with the
+ * same offset and strides, e.g. the `expand`s of a bias in a fused chain, share one load);
+ * const-backed inputs are immediates and take none. False past MAX_OPS layouts. */
 static bool emit_pointwise(kctx *kc)
 {
     const pass_kernel *k = kc->k;
     const ir_node *root = kc->root;
     pw *P = arena_alloc(kc->cg->ar, sizeof *P);
     dag *D = arena_alloc(kc->cg->ar, sizeof *D);
+    D->opnd = arena_alloc(kc->cg->ar, sizeof(int) * (size_t)kc->f->nnodes);
+    D->mpos = arena_alloc(kc->cg->ar, sizeof(int) * (size_t)kc->f->nnodes);
+    for (int i = 0; i < kc->f->nnodes; i++)
+        D->opnd[i] = D->mpos[i] = -1;
+    for (int m = 0; m < k->nmembers; m++)
+        D->mpos[k->members[m]] = m;
     P->rank = root->rank;
     memcpy(P->shape, root->shape, sizeof P->shape);
     P->nops = 1;
     P->s[0] = (src){false, 0, -1, root->dtype};
     P->off[0] = root->offset;
     memcpy(P->st[0], root->strides, sizeof P->st[0]);
-    D->read_node[0] = -1;
     for (int m = 0; m < k->nmembers; m++) {
         const ir_node *n = node(kc, k->members[m]);
         for (int i = 0; i < n->nin; i++) {
             int id = n->in[i];
-            if (member_index(k, id) >= 0 || operand_of(P, D, id) >= 0)
+            if (D->mpos[id] >= 0 || D->opnd[id] != -1)
                 continue;
-            if (P->nops == MAX_OPS)
-                return false;
             const ir_node *x = node(kc, id);
-            int j = P->nops++;
-            if (!src_of(kc, id, &P->s[j]))
+            src sx;
+            if (!src_of(kc, id, &sx))
                 return false;
-            D->read_node[j] = id;
-            P->off[j] = x->offset;
-            memcpy(P->st[j], x->strides, sizeof P->st[j]);
+            if (sx.imm) {
+                D->opnd[id] = -2;
+                continue;
+            }
+            int j;
+            for (j = 1; j < P->nops; j++)
+                if (P->s[j].slot == sx.slot && P->s[j].dt == sx.dt && P->off[j] == x->offset &&
+                    !memcmp(P->st[j], x->strides, sizeof(int64_t) * (size_t)root->rank))
+                    break;
+            if (j == P->nops) {
+                if (P->nops == MAX_OPS)
+                    return false;
+                P->nops++;
+                P->s[j] = sx;
+                P->off[j] = x->offset;
+                memcpy(P->st[j], x->strides, sizeof P->st[j]);
+            }
+            D->opnd[id] = j;
         }
     }
     P->elem = dag_elem;
@@ -1913,9 +1934,6 @@ static bool supported(const kctx *kc)
     if (kc->nin < 0 || k->nmembers < 1 || k->members[k->nmembers - 1] != k->root || (unsigned)root->dtype >= DT_COUNT)
         return false;
     if (k->nmembers > 1 || pointwise_op(root->op)) {
-        if (k->nmembers > 256)
-            return false;
-        int reads = 0;
         for (int m = 0; m < k->nmembers; m++) {
             const ir_node *n = node(kc, k->members[m]);
             if (!pointwise_op(n->op) || !same_dims(n, root) || n->nin > 4 || (n->op == OP_div && !isf(n->dtype)))
@@ -1929,10 +1947,9 @@ static bool supported(const kctx *kc)
                 /* a view of a fused member has no storage to read */
                 if (member_index(k, x->storage) >= 0 && x->storage != k->root)
                     return false;
-                reads++;
             }
         }
-        return reads < MAX_OPS;
+        return true;
     }
     switch (root->op) {
     case OP_full:

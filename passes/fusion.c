@@ -4,7 +4,7 @@
  * consumer K when P's root is elementwise over the same shape as K's root, every use of
  * P's value is a direct operand of a member of K (no view, no other kernel, not an
  * output), so the value can be computed per element where it is read and dropped.
- * f16/bf16 producers are not fused: their values must round to 16 bits between ops.
+ * (Fused f16/bf16 members still round to 16 bits between ops: the kernel does it in registers.)
  * Post: every kernel's members are elementwise over the root's shape except, for an
  * unfused kernel, its single member; members stay in node order (a topological order). */
 #include "passes.h"
@@ -55,9 +55,7 @@ void pass_fuse(arena *ar, const ir_func *f, pass_schedule *s)
                     if (pk < 0 || pk == k || dead[pk] || s->kernels[pk].root != p)
                         continue;
                     const ir_node *pn = &f->nodes[p];
-                    /* f16/bf16 values round through their storage type between ops (as in
-                     * PyTorch); fused members compute in f32, so they stay in memory */
-                    if (!elementwise(pn) || !same_shape(pn, root) || pn->dtype == DT_F16 || pn->dtype == DT_BF16)
+                    if (!elementwise(pn) || !same_shape(pn, root))
                         continue;
                     int inside = 0;   /* uses of p as a direct operand of K's members */
                     for (int q = 0; q < K->nmembers; q++) {
