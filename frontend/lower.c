@@ -2,6 +2,7 @@
  * with the source location of the offending expression; the IR shape rules behind
  * ir_append() are the second line of defence and report through the same location. */
 #include "lower.h"
+#include "../passes/passes.h"
 #include <errno.h>
 #include <stdint.h>
 #include <math.h>
@@ -69,6 +70,9 @@ typedef struct lower_ctx {
     int depth;
     src_loc loc;            /* location of the expression being lowered */
     const char *bind_name;  /* name the current statement binds, for node names */
+    const ast_decl *grad_export;   /* the grad export being lowered, or NULL */
+    int nwarned_custom;            /* custom gradient blocks already warned about */
+    const ast_decl *warned_custom[64];
 } lower_ctx;
 
 static const value VERR = {.k = V_ERR};
@@ -2256,6 +2260,18 @@ static bool check_type(lower_ctx *c, value v, const ast_expr *t, const char *wha
     return true;
 }
 
+/* Custom `grad (dy) { }` blocks are parsed and checked but not used yet: say so once per fn. */
+static void warn_custom_grad(lower_ctx *c, const ast_decl *fn)
+{
+    for (int k = 0; k < c->nwarned_custom; k++)
+        if (c->warned_custom[k] == fn)
+            return;
+    if (c->nwarned_custom < 64)
+        c->warned_custom[c->nwarned_custom++] = fn;
+    diag_warning(fn->grad_loc, "the custom gradient of '%s' is not used yet: grad export '%s' differentiates its body "
+                               "automatically", fn->name, c->grad_export->name);
+}
+
 static value call_fn(lower_ctx *c, const ast_decl *fn, int npos, value *pos, const ast_arg *kw, int nkw,
                      const value *kwv, src_loc call_loc)
 {
@@ -2310,6 +2326,8 @@ static value call_fn(lower_ctx *c, const ast_decl *fn, int npos, value *pos, con
             diag_note(fn->loc, "'%s' is defined here", fn->name);
             return VERR;
         }
+    if (fn->has_grad && c->grad_export)
+        warn_custom_grad(c, fn);
     binding *saved = c->scope;
     c->scope = NULL;
     c->stack[c->depth++] = fn;
@@ -2522,6 +2540,169 @@ static void add_global(lower_ctx *c, const ast_decl *d, int kind, value v, int p
     map_put(c->ar, &c->gmap, d->name, (void *)(uintptr_t)c->nglobals);
 }
 
+/* did-you-mean among F's arguments and the params */
+static void suggest_wrt(lower_ctx *c, const ast_decl *fn, const char *name, src_loc loc)
+{
+    const char *best = NULL;
+    int bd = 3;
+    for (int k = 0; k < fn->nparams; k++)
+        if (edit_distance(name, fn->params[k].name) < bd)
+            bd = edit_distance(name, fn->params[k].name), best = fn->params[k].name;
+    for (int k = 0; k < c->mod->nparams; k++)
+        if (edit_distance(name, c->mod->params[k].name) < bd)
+            bd = edit_distance(name, c->mod->params[k].name), best = c->mod->params[k].name;
+    if (best)
+        diag_note(loc, "did you mean '%s'?", best);
+}
+
+/* `export g = grad(F[, wrt=[...]])`: F's body lowered into a scratch function, differentiated
+ * by pass_autodiff into the export g, the scratch function dropped. */
+static void lower_grad_export(lower_ctx *c, const ast_decl *d, const ast_decl *fn)
+{
+    const ast_expr *v = d->value;
+    const ast_expr *wrtl = NULL;
+    for (int k = 1; k < v->nargs; k++) {
+        if (!v->args[k].name) {
+            diag_error(v->args[k].value->loc, "grad() takes the function and wrt=[...] only");
+            return;
+        }
+        if (strcmp(v->args[k].name, "wrt") != 0) {
+            diag_error(v->args[k].loc, "grad() has no option '%s'; it takes wrt=[names]", v->args[k].name);
+            return;
+        }
+        wrtl = v->args[k].value;
+    }
+    bool ok = true;
+    for (int k = 0; k < fn->nparams; k++)
+        if (!fn->params[k].type) {
+            diag_error(fn->params[k].loc, "grad(%s) needs every argument of '%s' typed: '%s' has no type (e.g. %s: f32[B, 784])",
+                       fn->name, fn->name, fn->params[k].name, fn->params[k].name);
+            diag_note(v->loc, "differentiated here");
+            ok = false;
+        }
+    if (!ok)
+        return;
+    /* the wrt list: argument or param names */
+    pass_wrt wrt[128];
+    int nwrt = 0;
+    const char *wname[128];
+    src_loc wloc[128];
+    if (wrtl) {
+        const ast_expr *const *items = (const ast_expr *const *)&wrtl;
+        int n = 1;
+        if (wrtl->kind == AST_LIST) {
+            items = (const ast_expr *const *)wrtl->items;
+            n = wrtl->nitems;
+        }
+        if (n == 0 || n > 128) {
+            diag_error(wrtl->loc, "wrt= needs a list of 1 to 128 argument or param names");
+            return;
+        }
+        for (int k = 0; k < n; k++) {
+            const ast_expr *e = items[k];
+            if (e->kind != AST_NAME) {
+                diag_error(e->loc, "wrt= takes names of arguments of '%s' or params", fn->name);
+                ok = false;
+                continue;
+            }
+            pass_wrt w = {.is_param = false, .index = -1};
+            for (int j = 0; j < fn->nparams; j++)
+                if (strcmp(fn->params[j].name, e->str) == 0)
+                    w.index = j;
+            global *g = w.index < 0 ? find_global(c, e->str) : NULL;
+            if (g && g->kind == DECL_PARAM)
+                w = (pass_wrt){.is_param = true, .index = g->param_index};
+            if (w.index < 0) {
+                diag_error(e->loc, "grad(%s, wrt=...): '%s' is neither an argument of '%s' nor a param", fn->name, e->str,
+                           fn->name);
+                suggest_wrt(c, fn, e->str, e->loc);
+                ok = false;
+                continue;
+            }
+            for (int j = 0; j < nwrt; j++)
+                if (strcmp(wname[j], e->str) == 0) {
+                    diag_error(e->loc, "'%s' appears twice in wrt=", e->str);
+                    ok = false;
+                }
+            wname[nwrt] = e->str;
+            wloc[nwrt] = e->loc;
+            wrt[nwrt++] = w;
+        }
+    } else {
+        if (c->mod->nparams == 0) {
+            diag_error(v->loc, "grad(%s) without wrt= differentiates by every param, but there are none; name the "
+                               "arguments: grad(%s, wrt=[%s])", fn->name, fn->name, fn->nparams ? fn->params[0].name : "x");
+            return;
+        }
+        if (c->mod->nparams > 128) {
+            diag_error(v->loc, "grad() supports at most 128 gradients");
+            return;
+        }
+        for (int k = 0; k < c->mod->nparams; k++) {
+            wname[nwrt] = c->mod->params[k].name;
+            wloc[nwrt] = v->loc;
+            wrt[nwrt++] = (pass_wrt){.is_param = true, .index = k};
+        }
+    }
+    if (!ok)
+        return;
+    /* F's body into a scratch function */
+    int nf = c->mod->nfuncs, errors = diag_error_count();
+    c->grad_export = d;
+    if (fn->has_grad)
+        warn_custom_grad(c, fn);
+    lower_export_fn(c, fn);
+    c->grad_export = NULL;
+    ir_func *F = c->mod->nfuncs > nf ? c->mod->funcs[c->mod->nfuncs - 1] : NULL;
+    if (diag_error_count() > errors || !F) {
+        if (F)
+            pass_drop_func(c->mod, F);
+        diag_note(v->loc, "in grad(%s) here", fn->name);
+        return;
+    }
+    pass_drop_func(c->mod, F);
+    /* argument types are known now: integer wrt entries carry no gradient */
+    for (int k = 0; k < nwrt; k++) {
+        ir_dtype dt = wrt[k].is_param ? c->mod->params[wrt[k].index].dtype : F->args[wrt[k].index].dtype;
+        if (!ir_dtype_is_float(dt)) {
+            diag_error(wloc[k], "gradients through integer values are not defined: %s '%s' is %s; only floating-point "
+                                "arguments and params have gradients", wrt[k].is_param ? "param" : "argument", wname[k],
+                       ir_dtype_name(dt));
+            ok = false;
+        }
+    }
+    if (!ok)
+        return;
+    const ir_node *r = F->nouts == 1 ? &F->nodes[F->outs[0]] : NULL;
+    if (!r || r->rank != 0 || !ir_dtype_is_float(r->dtype)) {
+        char ts[160] = "several values";
+        if (r)
+            type_str(ts, sizeof ts, r->dtype, r->rank, r->shape);
+        if (r && r->rank == 0)
+            diag_error(v->loc, "grad(%s) needs a floating-point scalar result; %s returns %s: cast it with %s.to(f32)",
+                       fn->name, fn->name, ts, fn->name);
+        else
+            diag_error(v->loc, "grad(%s) needs a scalar result; %s returns %s: reduce it with sum(...) or mean(...)",
+                       fn->name, fn->name, ts);
+        return;
+    }
+    bool indep[128];
+    int eline, ecol;
+    char err[512];
+    ir_func *G = pass_autodiff(F, d->name, nwrt, wrt, indep, &eline, &ecol, err, sizeof err);
+    if (!G) {
+        diag_error(src_loc_make(c->file->file, eline, ecol), "%s", err);
+        diag_note(v->loc, "while differentiating '%s' for export '%s'", fn->name, d->name);
+        return;
+    }
+    G->line = d->loc.line;
+    G->col = d->loc.col;
+    for (int k = 0; k < nwrt; k++)
+        if (indep[k])
+            diag_warning(wloc[k], "the result of '%s' does not depend on %s '%s': its gradient is zeros", fn->name,
+                         wrt[k].is_param ? "param" : "argument", wname[k]);
+}
+
 static void lower_export_decl(lower_ctx *c, const ast_decl *d)
 {
     const ast_expr *v = d->value;
@@ -2541,9 +2722,20 @@ static void lower_export_decl(lower_ctx *c, const ast_decl *d)
     global *g = find_global(c, fname);
     if (!g || g->kind != DECL_FN) {
         diag_error(v->args[0].value->loc, "%s() of '%s', which is not a fn", v->str, fname);
+        if (!g)
+            suggest_name(c, fname, false);
         return;
     }
-    diag_warning(d->loc, "export '%s' = %s(%s, ...) is checked but not compiled yet: autodiff and training steps "
+    if (strcmp(v->str, "grad") == 0) {
+        if (g->decl->exported) {
+            diag_error(v->args[0].value->loc, "grad() of '%s', which is an exported fn; differentiate a helper fn "
+                                              "(move the body into `fn %s_impl(...)`)", fname, fname);
+            return;
+        }
+        lower_grad_export(c, d, g->decl);
+        return;
+    }
+    diag_warning(d->loc, "export '%s' = %s(%s, ...) is checked but not compiled yet: training steps "
                          "are not implemented in this version, so '%s' is skipped", d->name, v->str, fname, d->name);
 }
 

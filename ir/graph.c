@@ -5,7 +5,7 @@
 #include <string.h>
 
 const ir_opinfo ir_ops[OP_COUNT] = {
-#define OP(id, name, nin, flags, rule, attrs) {name, nin, flags, attrs},
+#define OP(id, name, nin, flags, rule, attrs, grad) {name, nin, flags, attrs},
 #include "ops.def"
 #undef OP
 };

@@ -28,7 +28,7 @@ enum {
 };
 
 typedef enum {
-#define OP(id, name, nin, flags, rule, attrs) OP_##id,
+#define OP(id, name, nin, flags, rule, attrs, grad) OP_##id,
 #include "ops.def"
 #undef OP
     OP_COUNT

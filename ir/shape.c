@@ -674,7 +674,7 @@ bool ir_shape_rule(const ir_func *f, ir_node *n, char *err, size_t errlen)
 {
     rule_ctx c = {f, n, err, errlen};
     switch (n->op) {
-#define OP(id, name, nin, flags, rule, attrs) case OP_##id: return rule_##rule(&c);
+#define OP(id, name, nin, flags, rule, attrs, grad) case OP_##id: return rule_##rule(&c);
 #include "ops.def"
 #undef OP
     default: return fail(&c, "unknown op");

@@ -2,7 +2,8 @@
  * The driver runs them in this order, verifying and optionally dumping after each:
  *   schedule (kernels)  ->  fuse (elementwise chains)  ->  memplan (where each buffer lives)
  *   ->  codegen
- * (autodiff and buffer reuse join this list in later versions.) */
+ * (buffer reuse joins this list in a later version.) autodiff runs in the front end, on the
+ * function a `grad` export names, and makes the export's function. */
 #ifndef TDSL_PASSES_H
 #define TDSL_PASSES_H
 #include <stdio.h>
@@ -75,5 +76,33 @@ void pass_print_plan(FILE *out, const ir_func *f, const pass_schedule *s, const 
 /* ---- passes/stats.c ----
  * `tdslc stats`: kernels, FLOPs, bytes moved by kernels, arena and peak memory of f. */
 void pass_print_stats(FILE *out, const ir_module *m, const ir_func *f, const pass_schedule *s, const pass_memplan *p);
+
+/* ---- passes/autodiff.c ----
+ * Reverse-mode differentiation (docs/autodiff.md). F: one scalar float result. wrt: the
+ * arguments / params to differentiate by. Appends a NEW function `name` to F's module with
+ * F's arguments, returning F's value, then one gradient per wrt entry (zeros where the
+ * result does not depend on it: independent[k] is set then). On a failure (an op with no
+ * gradient yet, a non-scalar result) returns NULL with the reason in err and the source
+ * location of the offending node in err_line/err_col; the module is left as it was. */
+typedef struct pass_wrt {
+    bool is_param;
+    int index;             /* argument index or param index */
+} pass_wrt;
+ir_func *pass_autodiff(ir_func *F, const char *name, int nwrt, const pass_wrt *wrt, bool *independent,
+                       int *err_line, int *err_col, char *err, size_t errlen);
+/* Removes f from m's function list (its memory stays in the arena). */
+void pass_drop_func(ir_module *m, const ir_func *f);
+
+/* `tdslc gradcheck`: evaluates grad export G in f64 at (args, params) (any float dtype; copied
+ * to f64) and compares each gradient output k (named d<arg or param>) with central
+ * differences of output 0 (step eps). rows[k-1]: max abs and rel errors, ok when every
+ * element has |analytic - numeric| <= atol + rtol |numeric|. Returns 0, or -1 with err. */
+typedef struct pass_gradcheck_row {
+    char name[128];
+    double max_abs, max_rel;
+    bool ok;
+} pass_gradcheck_row;
+int pass_gradcheck(const ir_func *G, const host_tensor *args, const host_tensor *params, double eps, double rtol,
+                   double atol, pass_gradcheck_row *rows, char *err, size_t errlen);
 
 #endif

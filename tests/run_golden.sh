@@ -203,9 +203,9 @@ tdsl 2 frobnicate $C/cli.tdsl
 err_has "unknown command 'frobnicate'"
 end
 
-begin "cli command not available yet (gradcheck): exit 2"
-tdsl 2 gradcheck $C/cli.tdsl
-err_has "not available yet"
+begin "cli gradcheck of a fn that is not a grad export: exit 2"
+tdsl 2 gradcheck $C/cli.tdsl --fn double
+err_has "not a grad export"
 end
 
 begin "cli build: writes the object and the header"
@@ -246,10 +246,9 @@ tdsl 2 dump $C/cli.tdsl --stage nonsense
 err_has "nonsense"
 end
 
-begin "cli --stage grad: exit 2, not available yet"
-tdsl 2 dump $C/cli.tdsl --stage grad
-err_has "grad"
-err_has "not available yet"
+begin "cli --stage grad of a file without grad exports: says so"
+tdsl 0 dump $C/cli.tdsl --stage grad
+err_has "no grad exports"
 out_empty
 end
 

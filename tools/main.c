@@ -3,6 +3,7 @@
  * Later stages (autodiff, fusion, memory planning, codegen) join this list as they land. */
 #include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,11 +30,13 @@ static const char *usage_text =
     "commands:\n"
     "  check FILE                 parse and type-check only\n"
     "  dump  FILE [--stage S] [--fn NAME] [--format text|dot]\n"
-    "                             S = ast | ir | layout | planned | llvm | asm (default ir)\n"
+    "                             S = ast | ir | grad | layout | planned | llvm | asm (default ir)\n"
     "  run   FILE --fn NAME [--in ARG=FILE.npy]... [--out FILE.npy | -]\n"
     "             [--params FILE.safetensors] [--engine jit|interp] [--seed N]\n"
     "  build FILE [-o OUT.o] [--header OUT.h] [--name MODULE] [--target cpu]\n"
     "             [--cpu native|x86-64-v3|x86-64-v4|NAME] [-O0|-O1|-O2|-O3]\n"
+    "  gradcheck FILE --fn NAME [--eps E] [--rtol R] [--atol A] [--seed N] [--in ARG=FILE.npy]...\n"
+    "                             check a grad export against central differences (f64)\n"
     "  stats FILE                 per export: kernels, FLOPs, bytes, peak memory\n"
     "\n"
     "common options:\n"
@@ -56,6 +59,7 @@ typedef struct options {
     const char *obj, *header, *name, *target, *cpu;
     int opt_level;
     uint64_t seed;
+    double eps, rtol, atol;
     bool time_passes, no_fuse;
     int nins;
     input_arg ins[64];
@@ -215,6 +219,43 @@ static cg_llvm *build_llvm(const options *o, const ir_module *m, char *err, size
     return cg;
 }
 
+/* the export declarations `g = grad(...)` of the source */
+static bool is_grad_export(const ast_file *ast, const char *name)
+{
+    for (int k = 0; ast && k < ast->ndecls; k++) {
+        const ast_decl *d = ast->decls[k];
+        if (d->kind == DECL_EXPORT && strcmp(d->name, name) == 0 && d->value && d->value->kind == AST_CALL &&
+            strcmp(d->value->str, "grad") == 0)
+            return true;
+    }
+    return false;
+}
+
+/* dump --stage grad: the IR of grad exports (forward, then the backward graph) */
+static int dump_grad(const options *o, const ir_module *m, const ast_file *ast)
+{
+    if (!ast)
+        return usage_error("--stage grad needs a .tdsl source file, not %s", o->file);
+    if (o->format && strcmp(o->format, "dot") == 0)
+        return usage_error("--format dot is available for the ir and layout stages, not '%s'", "grad");
+    int shown = 0;
+    for (int k = 0; k < m->nfuncs; k++) {
+        const ir_func *f = m->funcs[k];
+        if (!is_grad_export(ast, f->name) || (o->fn && strcmp(f->name, o->fn) != 0))
+            continue;
+        if (shown++)
+            fputc('\n', stdout);
+        ir_print_func(stdout, f);
+    }
+    if (o->fn && !shown) {
+        fprintf(stderr, "tdslc: dump --stage grad: '%s' is not a grad export\n", o->fn);
+        return EXIT_USAGE;
+    }
+    if (!shown)
+        fprintf(stderr, "tdslc: dump --stage grad: %s has no grad exports\n", o->file);
+    return 0;
+}
+
 static int cmd_dump(const options *o, ir_module *m, const ast_file *ast)
 {
     const char *stage = o->stage ? o->stage : "ir";
@@ -261,11 +302,13 @@ static int cmd_dump(const options *o, ir_module *m, const ast_file *ast)
         return rc;
     }
     if (!layout && strcmp(stage, "ir") != 0) {
-        static const char *later[] = {"grad", "fused", "cuda", "ptx"};
+        if (strcmp(stage, "grad") == 0)
+            return dump_grad(o, m, ast);
+        static const char *later[] = {"fused", "cuda", "ptx"};
         for (size_t k = 0; k < sizeof later / sizeof *later; k++)
             if (strcmp(stage, later[k]) == 0)
                 return usage_error("--stage %s is not available yet in this version", stage);
-        return usage_error("unknown stage '%s' (ast, ir, layout, planned, llvm, asm)", stage);
+        return usage_error("unknown stage '%s' (ast, ir, grad, layout, planned, llvm, asm)", stage);
     }
     for (int k = 0; k < m->nfuncs; k++) {
         const ir_func *f = m->funcs[k];
@@ -465,6 +508,38 @@ static int run_jit(const options *o, ir_module *m, ir_func *f, host_tensor *args
     return rc;
 }
 
+/* --in files or deterministic random inputs, checked against f's arguments */
+static bool load_args(const options *o, const ir_func *f, host_tensor *args)
+{
+    char err[512];
+    for (int j = 0; j < f->nargs; j++) {
+        const ir_arg *a = &f->args[j];
+        const char *path = NULL;
+        for (int k = 0; k < o->nins; k++)
+            if (strcmp(o->ins[k].name, a->name) == 0)
+                path = o->ins[k].path;
+        if (!path) {
+            if (!random_input(&args[j], a, o->seed)) {
+                fprintf(stderr, "tdslc: out of memory making a random input for argument '%s'\n", a->name);
+                return false;
+            }
+            continue;
+        }
+        if (npy_read(path, &args[j], err, sizeof err) != 0) {
+            fprintf(stderr, "tdslc: %s\n", err);
+            return false;
+        }
+        char want[160], got[160];
+        type_string(want, sizeof want, a->dtype, a->rank, a->shape);
+        type_string(got, sizeof got, args[j].dtype, args[j].rank, args[j].shape);
+        if (strcmp(want, got) != 0) {
+            fprintf(stderr, "tdslc: %s: the array is %s, but argument '%s' of '%s' is %s\n", path, got, a->name, f->name, want);
+            return false;
+        }
+    }
+    return true;
+}
+
 static int cmd_run(const options *o, ir_module *m)
 {
     const char *engine = o->engine ? o->engine : "jit";
@@ -489,31 +564,8 @@ static int cmd_run(const options *o, ir_module *m)
     char err[512];
     if (!args || !params || !outs)
         goto done;
-    for (int j = 0; j < f->nargs; j++) {
-        const ir_arg *a = &f->args[j];
-        const char *path = NULL;
-        for (int k = 0; k < o->nins; k++)
-            if (strcmp(o->ins[k].name, a->name) == 0)
-                path = o->ins[k].path;
-        if (!path) {
-            if (!random_input(&args[j], a, o->seed)) {
-                fprintf(stderr, "tdslc: out of memory making a random input for argument '%s'\n", a->name);
-                goto done;
-            }
-            continue;
-        }
-        if (npy_read(path, &args[j], err, sizeof err) != 0) {
-            fprintf(stderr, "tdslc: %s\n", err);
-            goto done;
-        }
-        char want[160], got[160];
-        type_string(want, sizeof want, a->dtype, a->rank, a->shape);
-        type_string(got, sizeof got, args[j].dtype, args[j].rank, args[j].shape);
-        if (strcmp(want, got) != 0) {
-            fprintf(stderr, "tdslc: %s: the array is %s, but argument '%s' of '%s' is %s\n", path, got, a->name, f->name, want);
-            goto done;
-        }
-    }
+    if (!load_args(o, f, args))
+        goto done;
     if (strcmp(engine, "jit") == 0) {
         if (run_jit(o, m, f, args, outs) != 0)
             goto done;   /* run_jit said why */
@@ -628,10 +680,61 @@ static int cmd_stats(const options *o, ir_module *m)
     return 0;
 }
 
+static int cmd_gradcheck(const options *o, ir_module *m, const ast_file *ast)
+{
+    ir_func *f = pick_fn(m, o->fn, "gradcheck");
+    if (!f)
+        return EXIT_USAGE;
+    if (!is_grad_export(ast, f->name)) {
+        fprintf(stderr, "tdslc: gradcheck: '%s' is not a grad export (export %s = grad(loss, ...))\n", f->name, f->name);
+        return EXIT_USAGE;
+    }
+    int rc = EXIT_INPUT;
+    host_tensor *args = calloc((size_t)f->nargs + 1, sizeof *args);
+    host_tensor *params = calloc((size_t)m->nparams + 1, sizeof *params);
+    pass_gradcheck_row *rows = calloc((size_t)f->nouts + 1, sizeof *rows);
+    char err[512];
+    if (!args || !params || !rows)
+        goto done;
+    if (!load_args(o, f, args) || !load_params(o, m, params))
+        goto done;
+    double eps = o->eps > 0 ? o->eps : 1e-6, rtol = o->rtol >= 0 ? o->rtol : 1e-4, atol = o->atol >= 0 ? o->atol : 1e-6;
+    if (pass_gradcheck(f, args, params, eps, rtol, atol, rows, err, sizeof err) != 0) {
+        print_run_error(o, err);
+        goto done;
+    }
+    rc = 0;
+    for (int k = 0; k + 1 < f->nouts; k++) {
+        printf("%s: max abs err %.1e, max rel err %.1e  %s\n", rows[k].name, rows[k].max_abs, rows[k].max_rel,
+               rows[k].ok ? "ok" : "MISMATCH");
+        if (!rows[k].ok)
+            rc = EXIT_INPUT;
+    }
+done:
+    for (int j = 0; args && j < f->nargs; j++)
+        host_tensor_free(&args[j]);
+    for (int j = 0; params && j < m->nparams; j++)
+        host_tensor_free(&params[j]);
+    free(args);
+    free(params);
+    free(rows);
+    return rc;
+}
+
+static double parse_nonneg(const char *arg, bool *ok)
+{
+    char *end;
+    double v = strtod(arg, &end);
+    *ok = *arg && !*end && v >= 0 && isfinite(v);
+    if (!*ok)
+        usage_error("--eps, --rtol and --atol need a non-negative number, not '%s'", arg);
+    return v;
+}
+
 static int parse_options(int argc, char **argv, options *o)
 {
     enum { O_STAGE = 256, O_FN, O_FORMAT, O_IN, O_OUT, O_PARAMS, O_ENGINE, O_SEED, O_TIME, O_NOFUSE, O_VERSION,
-           O_HEADER, O_NAME, O_TARGET, O_CPU };
+           O_HEADER, O_NAME, O_TARGET, O_CPU, O_EPS, O_RTOL, O_ATOL };
     static const struct option longopts[] = {
         {"stage", required_argument, 0, O_STAGE},   {"fn", required_argument, 0, O_FN},
         {"format", required_argument, 0, O_FORMAT}, {"in", required_argument, 0, O_IN},
@@ -641,11 +744,14 @@ static int parse_options(int argc, char **argv, options *o)
         {"help", no_argument, 0, 'h'},              {"version", no_argument, 0, O_VERSION},
         {"header", required_argument, 0, O_HEADER}, {"name", required_argument, 0, O_NAME},
         {"target", required_argument, 0, O_TARGET}, {"cpu", required_argument, 0, O_CPU},
+        {"eps", required_argument, 0, O_EPS},       {"rtol", required_argument, 0, O_RTOL},
+        {"atol", required_argument, 0, O_ATOL},
         {0, 0, 0, 0},
     };
     opterr = 0;
     int ch;
     o->opt_level = 3;
+    o->rtol = o->atol = -1;
     while ((ch = getopt_long(argc, argv, "hD:o:O:", longopts, NULL)) != -1) {
         switch (ch) {
         case 'h': fputs(usage_text, stdout); exit(0);
@@ -665,6 +771,18 @@ static int parse_options(int argc, char **argv, options *o)
             break;
         case O_TARGET: o->target = optarg; break;
         case O_CPU: o->cpu = optarg; break;
+        case O_EPS:
+        case O_RTOL:
+        case O_ATOL: {
+            bool ok;
+            double v = parse_nonneg(optarg, &ok);
+            if (!ok)
+                return EXIT_USAGE;
+            if (ch == O_EPS && v <= 0)
+                return usage_error("--eps must be positive, not '%s'", optarg);
+            *(ch == O_EPS ? &o->eps : ch == O_RTOL ? &o->rtol : &o->atol) = v;
+            break;
+        }
         case O_FN: o->fn = optarg; break;
         case O_FORMAT:
             if (strcmp(optarg, "text") != 0 && strcmp(optarg, "dot") != 0)
@@ -710,7 +828,7 @@ static int parse_options(int argc, char **argv, options *o)
         }
     }
     if (optind >= argc)
-        return usage_error("missing command%s (check, dump, run, build, stats)", "");
+        return usage_error("missing command%s (check, dump, run, build, stats, gradcheck)", "");
     o->command = argv[optind++];
     if (optind >= argc)
         return usage_error("%s: missing input file", o->command);
@@ -726,14 +844,12 @@ int main(int argc, char **argv)
     int rc = parse_options(argc, argv, &o);
     if (rc)
         return rc;
-    if (strcmp(o.command, "gradcheck") == 0)
-        return usage_error("'%s' is not available yet: this version has check, dump, run, build and stats", o.command);
-    static const char *commands[] = {"check", "dump", "run", "build", "stats"};
+    static const char *commands[] = {"check", "dump", "run", "build", "stats", "gradcheck"};
     bool known = false;
     for (size_t k = 0; k < sizeof commands / sizeof *commands; k++)
         known |= strcmp(o.command, commands[k]) == 0;
     if (!known)
-        return usage_error("unknown command '%s' (check, dump, run, build, stats)", o.command);
+        return usage_error("unknown command '%s' (check, dump, run, build, stats, gradcheck)", o.command);
     diag_reset(stderr);
     size_t len = 0;
     char *text = read_file(o.file, &len);
@@ -754,6 +870,8 @@ int main(int argc, char **argv)
         rc = cmd_dump(&o, m, ast);
     } else if (strcmp(o.command, "build") == 0) {
         rc = cmd_build(&o, m);
+    } else if (strcmp(o.command, "gradcheck") == 0) {
+        rc = cmd_gradcheck(&o, m, ast);
     } else if (strcmp(o.command, "stats") == 0) {
         rc = cmd_stats(&o, m);
     } else if (strcmp(o.command, "run") == 0) {

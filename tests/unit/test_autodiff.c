@@ -1,0 +1,506 @@
+/* Autodiff (passes/autodiff.c): every gradient rule checked against central differences
+ * in f64 through the reference evaluator (pass_gradcheck, what `tdslc gradcheck` runs),
+ * over several shapes, broadcasting and views; the user errors of `grad` exports and the
+ * gradient-flow warning; and the programs of tests/autodiff against PyTorch's autograd through both
+ * the evaluator and the JIT (gen_reference.py wrote the .npy files). */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <tdsl/runtime.h>
+#include "codegen/llvm.h"
+#include "frontend/ast.h"
+#include "frontend/lower.h"
+#include "ir/eval.h"
+#include "passes/passes.h"
+#include "tools/npy.h"
+
+static arena ar;
+static src_file src;
+static char diag_buf[16384];
+
+static ir_module *compile(const char *text)
+{
+    arena_free(&ar);
+    arena_init(&ar);
+    FILE *tmp = tmpfile();
+    diag_reset(tmp);
+    src.name = "t.tdsl";
+    src.text = text;
+    src.len = strlen(text);
+    ast_file *ast = parse_file(&ar, &src);
+    ir_module *m = NULL;
+    if (ast) {
+        lower_opts o = {.module_name = "t"};
+        m = lower_file(&ar, ast, &o);
+    }
+    rewind(tmp);
+    size_t n = fread(diag_buf, 1, sizeof diag_buf - 1, tmp);
+    diag_buf[n] = 0;
+    fclose(tmp);
+    if (m)
+        ck_assert_int_eq(ir_verify(m, stderr), 0);
+    return m;
+}
+
+/* deterministic pseudo-normal values (sum of uniforms), away from kinks: |v| >= 0.05 */
+static uint64_t rng = 88172645463325252ull;
+static double rnd(void)
+{
+    double s = 0;
+    for (int k = 0; k < 4; k++) {
+        rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+        s += (double)(rng >> 11) / 9007199254740992.0 - 0.5;
+    }
+    s *= 1.7;
+    return fabs(s) < 0.05 ? (s < 0 ? s - 0.05 : s + 0.05) : s;
+}
+
+static void fill(host_tensor *t, ir_dtype dt, int rank, const int64_t *shape, bool positive, int64_t ibound)
+{
+    ck_assert(host_tensor_alloc(t, dt, rank, shape));
+    for (int64_t i = 0; i < host_tensor_numel(t); i++) {
+        double v = rnd();
+        if (!ir_dtype_is_float(dt))
+            v = (double)(rng % (uint64_t)ibound);
+        else if (positive)
+            v = fabs(v) + 0.5;
+        host_tensor_set(t, i, v);
+    }
+}
+
+/* checks grad export `fn` of text: every gradient within tolerance of central differences.
+ * positive: float inputs in [0.5, ...) (log, sqrt, pow); integer inputs in [0, ibound). */
+static void gradcheck_opts(const char *text, const char *fn, bool positive, int64_t ibound)
+{
+    ir_module *m = compile(text);
+    if (!m)
+        ck_abort_msg("does not compile:\n%s\n%s", text, diag_buf);
+    ir_func *g = ir_module_find(m, fn);
+    ck_assert_ptr_nonnull(g);
+    host_tensor args[16], params[16];
+    ck_assert_int_le(g->nargs, 16);
+    ck_assert_int_le(m->nparams, 16);
+    for (int k = 0; k < g->nargs; k++)
+        fill(&args[k], g->args[k].dtype, g->args[k].rank, g->args[k].shape, positive, ibound);
+    for (int k = 0; k < m->nparams; k++)
+        fill(&params[k], m->params[k].dtype, m->params[k].rank, m->params[k].shape, positive, ibound);
+    pass_gradcheck_row rows[16];
+    char err[512];
+    ck_assert_int_le(g->nouts, 17);
+    if (pass_gradcheck(g, args, params, 1e-6, 1e-5, 1e-7, rows, err, sizeof err) != 0)
+        ck_abort_msg("gradcheck failed to run: %s\n%s", err, text);
+    for (int k = 0; k + 1 < g->nouts; k++)
+        if (!rows[k].ok)
+            ck_abort_msg("%s: %s max abs err %g rel %g\n%s", fn, rows[k].name, rows[k].max_abs, rows[k].max_rel, text);
+    for (int k = 0; k < g->nargs; k++)
+        host_tensor_free(&args[k]);
+    for (int k = 0; k < m->nparams; k++)
+        host_tensor_free(&params[k]);
+}
+
+static void gradcheck(const char *text) { gradcheck_opts(text, "g", false, 3); }
+
+/* `loss` of one argument x with body `expr` (using x), checked on shape `type` */
+static void check_expr(const char *type, const char *expr, bool positive)
+{
+    char text[2048];
+    snprintf(text, sizeof text, "fn loss(x: %s) { return %s }\nexport g = grad(loss, wrt=[x])\n", type, expr);
+    gradcheck_opts(text, "g", positive, 3);
+}
+
+static void assert_error(const char *text, const char *needle)
+{
+    ck_assert_ptr_null(compile(text));
+    if (!strstr(diag_buf, needle))
+        ck_abort_msg("expected '%s' in diagnostics:\n%s", needle, diag_buf);
+}
+
+START_TEST(unary_rules)
+{
+    static const char *ops[] = {"neg(x)", "abs(x)", "exp(x)", "sin(x)", "cos(x)", "tanh(x)", "sigmoid(x)",
+                                "relu(x)", "gelu(x)", "gelu(x, approximate=\"tanh\")", "silu(x)", "softplus(x)",
+                                "softplus(x * 30)", "leaky_relu(x, slope=0.2)", "clamp(x, -0.5, 0.5)",
+                                "clamp(x, lo=-0.3)", "x.to(f64).to(f32)", "sign(x) * x", "-x"};
+    static const char *types[] = {"f32[5]", "f64[2, 3]", "f32"};
+    for (size_t k = 0; k < sizeof ops / sizeof *ops; k++)
+        for (size_t t = 0; t < 3; t++) {
+            char e[256];
+            snprintf(e, sizeof e, "sum(%s * %s)", ops[k], ops[k]);   /* squared: dy is not all ones */
+            check_expr(types[t], e, false);
+        }
+    static const char *pos[] = {"log(x)", "log1p(x)", "sqrt(x)", "rsqrt(x)"};
+    for (size_t k = 0; k < sizeof pos / sizeof *pos; k++) {
+        char e[256];
+        snprintf(e, sizeof e, "sum(%s * %s)", pos[k], pos[k]);
+        check_expr("f32[2, 3]", e, true);
+        check_expr("f32", e, true);
+    }
+    /* gelu through x == 0 exactly (its Phi(x) = gelu(x) / x guard) */
+    check_expr("f32[3]", "sum(gelu(x - x) * x)", false);
+}
+END_TEST
+
+START_TEST(binary_rules_and_broadcasting)
+{
+    static const char *ops[] = {"a + b", "a - b", "a * b", "a / b", "maximum(a, b)", "minimum(a, b)", "a ** b",
+                                "a % b", "where(a > b, a * b, a - b)", "where(a > 0, a, 2.0)"};
+    static const char *shapes[][2] = {{"f32[3]", "f32[3]"}, {"f32[2, 3]", "f32[3]"}, {"f32[4, 1]", "f32[1, 3]"},
+                                      {"f64[2, 3, 2]", "f64[3, 1]"}, {"f32", "f32[2, 2]"}};
+    for (size_t k = 0; k < sizeof ops / sizeof *ops; k++)
+        for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+            char text[1024];
+            snprintf(text, sizeof text, "fn loss(a: %s, b: %s) { y = %s\n return sum(y * y) }\n"
+                                        "export g = grad(loss, wrt=[a, b])\n", shapes[s][0], shapes[s][1], ops[k]);
+            /* pow and % need a positive base / divisor */
+            gradcheck_opts(text, "g", strstr(ops[k], "**") || strstr(ops[k], "%"), 3);
+        }
+    /* literals and promotion: a scalar literal, an i32 operand promoted to f32 */
+    gradcheck("fn loss(a: f32[3], n: i32[3]) { return sum((a * 2 + n) ** 2) }\nexport g = grad(loss, wrt=[a])\n");
+}
+END_TEST
+
+START_TEST(maximum_ties_split_like_torch)
+{
+    /* maximum(a, a): each side gets half, like torch; amax ties share equally */
+    ir_module *m = compile("fn loss(a: f32[3]) { return sum(maximum(a, a) * 3) + max(a * 0) }\n"
+                           "export g = grad(loss, wrt=[a])\n");
+    ck_assert_ptr_nonnull(m);
+    ir_func *g = ir_module_find(m, "g");
+    host_tensor a, outs[2];
+    int64_t sh[1] = {3};
+    ck_assert(host_tensor_alloc(&a, DT_F32, 1, sh));
+    for (int i = 0; i < 3; i++)
+        host_tensor_set(&a, i, i + 1.0);
+    char err[256];
+    ck_assert_int_eq(ir_eval(g, &a, NULL, outs, &(ir_eval_opts){0}, err, sizeof err), 0);
+    for (int i = 0; i < 3; i++)   /* 3 (both halves) + 0 * 1/3 */
+        ck_assert_double_eq_tol(host_tensor_get(&outs[1], i), 3.0, 1e-6);
+    host_tensor_free(&a);
+    host_tensor_free(&outs[0]);
+    host_tensor_free(&outs[1]);
+}
+END_TEST
+
+START_TEST(reduction_rules)
+{
+    static const char *ops[] = {"sum", "mean", "max", "min", "prod", "logsumexp", "var"};
+    static const char *axes[] = {"", ", axis=0", ", axis=1", ", axis=[0, 2]", ", axis=1, keepdim=true", ", axis=-1"};
+    for (size_t k = 0; k < sizeof ops / sizeof *ops; k++)
+        for (size_t a = 0; a < sizeof axes / sizeof *axes; a++) {
+            char e[256];
+            snprintf(e, sizeof e, "sum(%s(x%s) ** 2)", ops[k], axes[a]);
+            check_expr("f32[2, 3, 4]", e, false);
+        }
+    /* prod through zeros: one zero (the others' product) and two zeros (0) */
+    gradcheck("fn loss(x: f32[2, 3]) { z = where(x > 100, x, x * 0)\n"
+              "  y = concat([x[:, 0:2], z[:, 2:3]], 1)\n return sum(prod(y, axis=1)) + sum(prod(z * x, axis=0)) }\n"
+              "export g = grad(loss, wrt=[x])\n");
+}
+END_TEST
+
+START_TEST(nn_rules)
+{
+    check_expr("f32[3, 4]", "sum(softmax(x, 1) * x)", false);
+    check_expr("f32[3, 4]", "sum(softmax(x, 0) ** 2)", false);
+    check_expr("f32[2, 3, 4]", "sum(log_softmax(x, 2) * x)", false);
+    check_expr("f32[2, 3]", "sum(log_softmax(x, 0) ** 2)", false);
+    /* cross_entropy: i64 and i32 labels; mse (lowered to sub/mul/mean) */
+    gradcheck_opts("fn loss(x: f32[4, 3], y: i64[4]) { return cross_entropy(x * x, y) }\n"
+                   "export g = grad(loss, wrt=[x])\n", "g", false, 3);
+    gradcheck_opts("fn loss(x: f32[4, 5], y: i32[4]) { return cross_entropy(x, y) * 3 }\n"
+                   "export g = grad(loss, wrt=[x])\n", "g", false, 5);
+    gradcheck("fn loss(a: f32[2, 3], b: f32[2, 3]) { return mse(a * b, b) }\nexport g = grad(loss, wrt=[a, b])\n");
+    /* layer_norm: x, weight and bias; ranks 1, 2 and 3 */
+    gradcheck("param w: f32[4]\nparam b: f32[4]\n"
+              "fn loss(x: f32[3, 4]) { return sum(layer_norm(x, w, b) ** 2) }\nexport g = grad(loss, wrt=[x, w, b])\n");
+    gradcheck("param w: f32[5]\nparam b: f32[5]\n"
+              "fn loss(x: f32[2, 3, 5]) { return sum(layer_norm(x, w, b, eps=0.1) * x) }\nexport g = grad(loss, wrt=[x, w, b])\n");
+    gradcheck("param w: f32[4]\nparam b: f32[4]\n"
+              "fn loss(x: f32[4]) { return sum(layer_norm(x, w, b) * x) }\nexport g = grad(loss, wrt=[x, w, b])\n");
+}
+END_TEST
+
+START_TEST(matmul_rules)
+{
+    static const char *shapes[][2] = {{"f32[3, 4]", "f32[4, 2]"}, {"f32[4]", "f32[4, 2]"}, {"f32[3, 4]", "f32[4]"},
+                                      {"f32[2, 3, 4]", "f32[4, 5]"}, {"f32[2, 1, 3, 4]", "f32[3, 4, 2]"},
+                                      {"f32[4]", "f32[4]"}};
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+        char text[1024];
+        snprintf(text, sizeof text, "fn loss(a: %s, b: %s) { y = a @ b\n return sum(y * y) }\n"
+                                    "export g = grad(loss, wrt=[a, b])\n", shapes[s][0], shapes[s][1]);
+        gradcheck(text);
+    }
+    gradcheck("fn loss(a: f32[3, 4], b: f32[2, 4]) { return sum((a @ b.T) ** 2) + sum(a.T @ a) }\n"
+              "export g = grad(loss, wrt=[a, b])\n");
+}
+END_TEST
+
+START_TEST(view_rules)
+{
+    static const char *ops[] = {"x.view(6, 4)", "x.T.reshape(24)", "x.permute(2, 0, 1)", "x.transpose(0, 2)",
+                                "x[1]", "x[:, 1:3]", "x[..., -1]", "x[0, 1:2, 1:4]", "x.unsqueeze(1)",
+                                "x[:, 0:1].squeeze(1)", "x.flatten()", "expand(x[:, :, 0:1], [2, 3, 5])",
+                                "concat([x, x * 2], 1)", "stack([x, x], 0)", "clone(x)", "contiguous(x.T)",
+                                "x.T.contiguous().view(24)"};
+    for (size_t k = 0; k < sizeof ops / sizeof *ops; k++) {
+        char e[256];
+        snprintf(e, sizeof e, "sum(%s * %s)", ops[k], ops[k]);
+        check_expr("f32[2, 3, 4]", e, false);
+    }
+    /* concat of distinct inputs, one of them constant */
+    gradcheck("fn loss(a: f32[2, 3], b: f32[2, 1]) { return sum(concat([a, zeros([2, 2]), b], 1) ** 2) }\n"
+              "export g = grad(loss, wrt=[a, b])\n");
+}
+END_TEST
+
+START_TEST(stop_gradient_cuts)
+{
+    ir_module *m = compile("fn loss(x: f32[3]) { return sum(stop_gradient(x) * x) }\nexport g = grad(loss, wrt=[x])\n");
+    ck_assert_ptr_nonnull(m);
+    ir_func *g = ir_module_find(m, "g");
+    host_tensor a, outs[2];
+    int64_t sh[1] = {3};
+    ck_assert(host_tensor_alloc(&a, DT_F32, 1, sh));
+    for (int i = 0; i < 3; i++)
+        host_tensor_set(&a, i, i + 1.0);
+    char err[256];
+    ck_assert_int_eq(ir_eval(g, &a, NULL, outs, &(ir_eval_opts){0}, err, sizeof err), 0);
+    for (int i = 0; i < 3; i++)   /* d/dx (c * x) = c = x, not 2x */
+        ck_assert_double_eq_tol(host_tensor_get(&outs[1], i), i + 1.0, 1e-6);
+    host_tensor_free(&a);
+    host_tensor_free(&outs[0]);
+    host_tensor_free(&outs[1]);
+}
+END_TEST
+
+START_TEST(exports_names_and_order)
+{
+    ir_module *m = compile("param W1: f32[4, 3] = normal(0, 0.5)\nparam b1: f32[3]\nparam unused: f32[2]\n"
+                           "fn layer(x, W, b) { return tanh(x @ W + b) }\n"
+                           "fn loss(x: f32[2, 4], y: i64[2]) { return cross_entropy(layer(x, W1, b1), y) }\n"
+                           "export g = grad(loss)\nexport gx = grad(loss, wrt=[b1, x])\n");
+    ck_assert_ptr_nonnull(m);
+    ck_assert_int_eq(m->nfuncs, 2);   /* the scratch function is dropped */
+    ir_func *g = ir_module_find(m, "g"), *gx = ir_module_find(m, "gx");
+    ck_assert_ptr_nonnull(g);
+    ck_assert_ptr_nonnull(gx);
+    ck_assert_int_eq(g->nargs, 2);
+    ck_assert_str_eq(g->args[1].name, "y");
+    ck_assert_int_eq(g->nouts, 4);   /* value, dW1, db1, dunused */
+    ck_assert_int_eq(g->nodes[g->outs[0]].rank, 0);
+    ck_assert_str_eq(g->nodes[g->outs[1]].name, "dW1");
+    ck_assert_str_eq(g->nodes[g->outs[2]].name, "db1");
+    ck_assert_str_eq(g->nodes[g->outs[3]].name, "dunused");
+    ck_assert_int_eq(g->nodes[g->outs[1]].shape[0], 4);
+    ck_assert_int_eq(gx->nouts, 3);
+    ck_assert_str_eq(gx->nodes[gx->outs[1]].name, "db1");
+    ck_assert_str_eq(gx->nodes[gx->outs[2]].name, "dx");
+    /* the gradient-flow warning names the param the result does not depend on */
+    ck_assert_ptr_nonnull(strstr(diag_buf, "warning: the result of 'loss' does not depend on param 'unused'"));
+    ck_assert_ptr_null(strstr(diag_buf, "'W1': its gradient"));
+    gradcheck_opts("param W1: f32[4, 3] = normal(0, 0.5)\nparam b1: f32[3]\nparam unused: f32[2]\n"
+                   "fn layer(x, W, b) { return tanh(x @ W + b) }\n"
+                   "fn loss(x: f32[2, 4], y: i64[2]) { return cross_entropy(layer(x, W1, b1), y) }\n"
+                   "export g = grad(loss)\nexport gx = grad(loss, wrt=[b1, x])\n", "gx", false, 3);
+    /* sgd and friends are still checked and skipped */
+    m = compile("param W: f32[2]\nfn loss(x: f32[2]) { return sum(x * W) }\nexport s = sgd(loss, lr=0.1)\n");
+    ck_assert_ptr_nonnull(m);
+    ck_assert_int_eq(m->nfuncs, 0);
+    ck_assert_ptr_nonnull(strstr(diag_buf, "warning: export 's'"));
+    /* a custom gradient block: warned about, the body is differentiated */
+    m = compile("fn sw(x) {\n return x * sigmoid(x)\n} grad (dy) {\n return dy\n}\n"
+                "fn loss(x: f32[3]) { return sum(sw(x)) }\nexport g = grad(loss, wrt=[x])\n");
+    ck_assert_ptr_nonnull(m);
+    ck_assert_ptr_nonnull(strstr(diag_buf, "custom gradient of 'sw' is not used yet"));
+}
+END_TEST
+
+START_TEST(user_errors)
+{
+    assert_error("fn loss(x: f32[3]) { return x * 2 }\nexport g = grad(loss, wrt=[x])\n",
+                 "grad(loss) needs a scalar result; loss returns f32[3]: reduce it with sum(...) or mean(...)");
+    assert_error("fn loss(x: f32[3]) { return sum(x) }\nexport g = grad(loss, wrt=[xx])\n",
+                 "'xx' is neither an argument of 'loss' nor a param");
+    assert_error("fn loss(x: f32[3]) { return sum(x) }\nexport g = grad(loss, wrt=[xx])\n", "did you mean 'x'?");
+    assert_error("fn loss(x: f32[3], n: i64[3]) { return sum(x * n) }\nexport g = grad(loss, wrt=[n])\n",
+                 "t.tdsl:2:28: error: gradients through integer values");
+    assert_error("fn loss(x) { return sum(x) }\nexport g = grad(loss, wrt=[x])\n",
+                 "t.tdsl:1:9: error: grad(loss) needs every argument of 'loss' typed");
+    assert_error("fn loss(x: f32[3]) { return sum(x) }\nexport g = grad(loss)\n", "there are none");
+    assert_error("fn loss(x: f32[3], i: i64[2]) { return sum(x[i]) }\nexport g = grad(loss, wrt=[x])\n",
+                 "t.tdsl:1:44: error: gradient through tensor indexing is not supported yet");
+    assert_error("fn loss(x: f32[4]) { return sum(x[::2]) }\nexport g = grad(loss, wrt=[x])\n",
+                 "gradient of slices with step > 1 is not supported yet");
+    assert_error("fn loss(x: f32[3]) { return sum(x) }\nexport g = grad(loss, wrt=[x, x])\n", "appears twice");
+    assert_error("fn loss(x: f32[3]) { return sum(x) }\nexport g = grad(loss, foo=[x])\n", "no option 'foo'");
+    assert_error("export fn f(x: f32[3]) -> f32 { return sum(x) }\nexport g = grad(f, wrt=[x])\n", "exported fn");
+    assert_error("fn loss(x: f32[3]) { return argmax(x) }\nexport g = grad(loss, wrt=[x])\n", "floating-point scalar");
+    /* indexing off the differentiated path is fine */
+    gradcheck("fn loss(x: f32[3], t: f32[4], i: i64[3]) { return sum(x * t[i]) }\nexport g = grad(loss, wrt=[x])\n");
+}
+END_TEST
+
+/* ---- composite programs against PyTorch (tests/autodiff) ---- */
+#define AD_DIR TDSL_SOURCE_DIR "/tests/autodiff"
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = malloc((size_t)n + 1);
+    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) {
+        free(s);
+        s = NULL;
+    }
+    if (s)
+        s[n] = 0;
+    fclose(f);
+    return s;
+}
+
+static void check_close(const host_tensor *got, const host_tensor *want, double rtol, double atol, const char *what)
+{
+    ck_assert_int_eq(got->rank, want->rank);
+    for (int d = 0; d < got->rank; d++)
+        ck_assert_int_eq(got->shape[d], want->shape[d]);
+    for (int64_t i = 0; i < host_tensor_numel(want); i++) {
+        double g = host_tensor_get(got, i), w = host_tensor_get(want, i);
+        if (!(fabs(g - w) <= atol + rtol * fabs(w)))
+            ck_abort_msg("%s: element %lld is %.9g, PyTorch says %.9g", what, (long long)i, g, w);
+    }
+}
+
+static void torch_program(const char *prog)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s.tdsl", AD_DIR, prog);
+    char *text = slurp(path);
+    ck_assert_msg(text != NULL, "cannot read %s", path);
+    ir_module *m = compile(text);
+    if (!m)
+        ck_abort_msg("%s does not compile:\n%s", prog, diag_buf);
+    ir_func *g = ir_module_find(m, "g");
+    ck_assert_ptr_nonnull(g);
+    host_tensor args[16], params[16], outs[16], want[16];
+    char err[512];
+    ck_assert_int_le(g->nargs, 16);
+    ck_assert_int_le(g->nouts, 16);
+    for (int k = 0; k < g->nargs; k++) {
+        snprintf(path, sizeof path, "%s/data/%s.in.%s.npy", AD_DIR, prog, g->args[k].name);
+        ck_assert_msg(npy_read(path, &args[k], err, sizeof err) == 0, "%s", err);
+    }
+    for (int k = 0; k < m->nparams; k++) {
+        snprintf(path, sizeof path, "%s/data/%s.param.%s.npy", AD_DIR, prog, m->params[k].name);
+        ck_assert_msg(npy_read(path, &params[k], err, sizeof err) == 0, "%s", err);
+    }
+    for (int k = 0; k < g->nouts; k++) {
+        snprintf(path, sizeof path, "%s/data/%s.out.%d.npy", AD_DIR, prog, k);
+        ck_assert_msg(npy_read(path, &want[k], err, sizeof err) == 0, "%s", err);
+    }
+    /* the evaluator (f32 rounding per node) */
+    ck_assert_msg(ir_eval(g, args, params, outs, &(ir_eval_opts){0}, err, sizeof err) == 0, "%s", err);
+    for (int k = 0; k < g->nouts; k++) {
+        char what[256];
+        snprintf(what, sizeof what, "%s interp output %d", prog, k);
+        check_close(&outs[k], &want[k], 1e-4, 1e-5, what);
+        host_tensor_free(&outs[k]);
+    }
+    /* the JIT, called through the generated API: params loaded into the instance */
+    cg_options co = {.cpu = "native", .opt_level = 2};
+    cg_llvm *cg = cg_llvm_build(m, &co, err, sizeof err);
+    ck_assert_msg(cg != NULL, "%s", err);
+    cg_jit *jit = cg_jit_create(cg, err, sizeof err);
+    ck_assert_msg(jit != NULL, "%s", err);
+    void *(*create)(const tdsl_options *);
+    void (*destroy)(void *);
+    tdsl_tensor (*param)(void *, int);
+    *(void **)&create = cg_jit_lookup(jit, "t_create");
+    *(void **)&destroy = cg_jit_lookup(jit, "t_destroy");
+    *(void **)&param = cg_jit_lookup(jit, "t_param");
+    ck_assert(create && destroy && param);
+    void *inst = create(NULL);
+    ck_assert_ptr_nonnull(inst);
+    for (int k = 0; k < m->nparams; k++) {   /* the instance's params, dense: PyTorch's values */
+        tdsl_tensor t = param(inst, k);
+        ck_assert_ptr_nonnull(t.data);
+        memcpy(t.data, params[k].data, host_tensor_bytes(&params[k]));
+    }
+    void *bufs[64];
+    for (int k = 0; k < g->nargs; k++)
+        bufs[k] = args[k].data;
+    for (int k = 0; k < g->nouts; k++) {
+        const ir_node *n = &g->nodes[g->outs[k]];
+        ck_assert(host_tensor_alloc(&outs[k], n->dtype, n->rank, n->shape));
+        bufs[g->nargs + k] = outs[k].data;
+    }
+    ck_assert_int_eq(cg_call_export(cg_jit_lookup(jit, "t_g"), inst, g->nargs + g->nouts, bufs), 0);
+    for (int k = 0; k < g->nouts; k++) {
+        char what[256];
+        snprintf(what, sizeof what, "%s jit output %d", prog, k);
+        check_close(&outs[k], &want[k], 1e-3, 1e-4, what);
+        host_tensor_free(&outs[k]);
+        host_tensor_free(&want[k]);
+    }
+    destroy(inst);
+    cg_jit_free(jit);
+    cg_llvm_free(cg);
+    for (int k = 0; k < g->nargs; k++)
+        host_tensor_free(&args[k]);
+    for (int k = 0; k < m->nparams; k++)
+        host_tensor_free(&params[k]);
+    free(text);
+}
+
+START_TEST(torch_mlp_xent) { torch_program("mlp_xent"); }
+END_TEST
+START_TEST(torch_layernorm_gelu) { torch_program("layernorm_gelu"); }
+END_TEST
+START_TEST(torch_attention) { torch_program("attention"); }
+END_TEST
+START_TEST(torch_bias_broadcast) { torch_program("bias_broadcast"); }
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("autodiff");
+    TCase *tc = tcase_create("rules");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, unary_rules);
+    tcase_add_test(tc, binary_rules_and_broadcasting);
+    tcase_add_test(tc, maximum_ties_split_like_torch);
+    tcase_add_test(tc, reduction_rules);
+    tcase_add_test(tc, nn_rules);
+    tcase_add_test(tc, matmul_rules);
+    tcase_add_test(tc, view_rules);
+    tcase_add_test(tc, stop_gradient_cuts);
+    suite_add_tcase(s, tc);
+    TCase *te = tcase_create("exports");
+    tcase_add_test(te, exports_names_and_order);
+    tcase_add_test(te, user_errors);
+    suite_add_tcase(s, te);
+    TCase *tt = tcase_create("torch");
+    tcase_set_timeout(tt, 120);
+    tcase_add_test(tt, torch_mlp_xent);
+    tcase_add_test(tt, torch_layernorm_gelu);
+    tcase_add_test(tt, torch_attention);
+    tcase_add_test(tt, torch_bias_broadcast);
+    suite_add_tcase(s, tt);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
