@@ -217,16 +217,16 @@ static bool name_taken(const char *s, const ir_module *m, const c_param *ps, int
     return false;
 }
 
-/* Outputs are named out / out0, out1, ...; arguments keep their source names unless a
+/* Outputs are named out / out0, out1, ... (a training step's one result: loss); arguments keep their source names unless a
  * name is taken, then `name_` (then name_2, ...); a name that is not an identifier (text
  * IR allows any) becomes argN. */
 static void name_params(const ir_module *m, const ir_func *f, c_param *ps)
 {
-    int n = f->nargs + f->nouts;
-    for (int k = 0; k < f->nouts; k++) {
+    int n = f->nargs + ir_num_results(f);
+    for (int k = 0; k < ir_num_results(f); k++) {
         c_param *p = &ps[f->nargs + k];
-        if (f->nouts == 1)
-            snprintf(p->name, sizeof p->name, "out");
+        if (ir_num_results(f) == 1)   /* a training step returns F's value: its loss */
+            snprintf(p->name, sizeof p->name, "%s", ir_num_results(f) < f->nouts ? "loss" : "out");
         else
             snprintf(p->name, sizeof p->name, "out%d", k);
     }
@@ -257,7 +257,7 @@ static void name_params(const ir_module *m, const ir_func *f, c_param *ps)
 
 static void emit_export(FILE *out, const ir_module *m, const ir_func *f, const char *source_path)
 {
-    int n = f->nargs + f->nouts;
+    int n = f->nargs + ir_num_results(f);
     c_param ps[64 + 64];
     if (n > (int)(sizeof ps / sizeof *ps)) {
         fprintf(out, "#error \"export %s has more arguments and outputs than a header can declare\"\n", f->name);
@@ -269,7 +269,7 @@ static void emit_export(FILE *out, const ir_module *m, const ir_func *f, const c
         format_type(ps[k].type, sizeof ps[k].type, a->dtype, a->rank, a->shape);
         ps[k].ctype = cg_c_type(a->dtype);
     }
-    for (int k = 0; k < f->nouts; k++) {
+    for (int k = 0; k < ir_num_results(f); k++) {
         const ir_node *o = &f->nodes[f->outs[k]];
         c_param *p = &ps[f->nargs + k];
         format_type(p->type, sizeof p->type, o->dtype, o->rank, o->shape);
@@ -288,11 +288,11 @@ static void emit_export(FILE *out, const ir_module *m, const ir_func *f, const c
         fprintf(out, ": %s", ps[k].type);
     }
     fputs(") -> ", out);
-    if (f->nouts != 1)
+    if (ir_num_results(f) != 1)
         fputc('(', out);
-    for (int k = 0; k < f->nouts; k++)
+    for (int k = 0; k < ir_num_results(f); k++)
         fprintf(out, "%s%s", k ? ", " : "", ps[f->nargs + k].type);
-    if (f->nouts != 1)
+    if (ir_num_results(f) != 1)
         fputc(')', out);
     if (source_path && f->line > 0) {
         fputs("   (", out);
@@ -300,6 +300,13 @@ static void emit_export(FILE *out, const ir_module *m, const ir_func *f, const c
         fprintf(out, ":%d)", f->line);
     }
     fputs(" */\n", out);
+    if (ir_num_results(f) < f->nouts) {   /* a training step: what else it changes */
+        int np = 0, ns = 0;
+        for (int k = ir_num_results(f); k < f->nouts; k++)
+            np += f->updates[k].kind == IR_UPD_PARAM, ns += f->updates[k].kind == IR_UPD_STATE;
+        fprintf(out, "/* a training step: updates %d param%s and %d optimizer state tensor%s inside m */\n", np,
+                np == 1 ? "" : "s", ns, ns == 1 ? "" : "s");
+    }
 
     /* the prototype, one pointer per line, comments aligned */
     char head[256];

@@ -88,7 +88,7 @@ typedef struct gemm {
     bool split_n;
     bool swapped;                  /* computing C^T = B^T A^T (a, bo, c, M, N swapped) */
     int64_t tmax, maxp;
-    LLVMValueRef uk[2][2];         /* [M edge][N edge] micro-kernels (NULL when not needed) */
+    LLVMValueRef uk[2][2];         /* [M edge][N edge] micro-kernels (NULL when no tile needs one) */
     LLVMTypeRef uk_ty;
     LLVMValueRef pack_a_fn, pack_b_fn;
     LLVMTypeRef pack_ty;
@@ -733,12 +733,12 @@ static void emit_block(gemm *g, LLVMValueRef A, LLVMValueRef B, LLVMValueRef C, 
     LLVMValueRef cptr = gep(g, g->st, C, LLVMBuildNSWAdd(b, LLVMBuildNSWMul(b, i, ci(g, g->c.s0), ""),
                                                          LLVMBuildNSWMul(b, j, ci(g, g->c.s1), ""), ""));
     LLVMValueRef medge = LLVMBuildICmp(b, LLVMIntSGT, LLVMBuildNSWAdd(b, i, ci(g, g->mr), ""), ci(g, g->M), "");
-    LLVMValueRef u0 = g->uk[0][1] ? LLVMBuildSelect(b, nedge, g->uk[0][1], g->uk[0][0], "") : g->uk[0][0];
-    LLVMValueRef ukf = u0;
-    if (g->uk[1][0]) {
-        LLVMValueRef u1 = g->uk[1][1] ? LLVMBuildSelect(b, nedge, g->uk[1][1], g->uk[1][0], "") : g->uk[1][0];
-        ukf = LLVMBuildSelect(b, medge, u1, u0, "");
-    }
+    LLVMValueRef u[2];
+    for (int em = 0; em < 2; em++)
+        u[em] = !g->uk[em][0]   ? g->uk[em][1]
+                : !g->uk[em][1] ? g->uk[em][0]
+                                : LLVMBuildSelect(b, nedge, g->uk[em][1], g->uk[em][0], "");
+    LLVMValueRef ukf = !u[0] ? u[1] : !u[1] ? u[0] : LLVMBuildSelect(b, medge, u[1], u[0], "");
     LLVMValueRef args[5] = {aptr, bptr, cptr, kc, accum};
     call(g, ukf, g->uk_ty, args, 5);
     loop_end(g, &lp);
@@ -1091,15 +1091,12 @@ LLVMValueRef cg_emit_matmul(cg_llvm *cg, const ir_func *f, int id, const char *n
     g->uk_ty = LLVMFunctionType(g->vd, ukp, 5, 0);
     LLVMTypeRef pkp[4] = {g->ptr, g->ptr, g->i64, g->i64};
     g->pack_ty = LLVMFunctionType(g->vd, pkp, 4, 0);
+    /* only the variants some tile uses (N = 10 needs no full-width one) */
     int mre = (int)(g->M % g->mr), nre = (int)(g->N % g->nr);
-    g->uk[0][0] = emit_uk(g, g->mr, g->nr);
-    if (nre)
-        g->uk[0][1] = emit_uk(g, g->mr, nre);
-    if (mre) {
-        g->uk[1][0] = emit_uk(g, mre, g->nr);
-        if (nre)
-            g->uk[1][1] = emit_uk(g, mre, nre);
-    }
+    for (int em = 0; em < 2; em++)
+        for (int en = 0; en < 2; en++)
+            if ((em ? mre > 0 : g->M >= g->mr) && (en ? nre > 0 : g->N >= g->nr))
+                g->uk[em][en] = emit_uk(g, em ? mre : g->mr, en ? nre : g->nr);
     if (g->a.pack)
         g->pack_a_fn = emit_pack(g, ".packA", g->mr, g->a.s0, g->a.s1, 0);
     if (g->bo.pack)

@@ -15,7 +15,9 @@
  *    W partial accumulators combined by a shuffle tree) or across W neighbouring lines
  *    (V: kept dim contiguous; one-pass reductions take blocks of VB_COLS lines with their
  *    accumulators in a stack buffer), else scalar;
- *  - copies with checks (one_hot, index, gather) and concat.
+ *  - copies with checks (one_hot, index, gather) and concat;
+ *  - scatters (index_add, gather_add, slice_scatter): scalar loops that zero the output,
+ *    then add the source in (float sums in an f64 accumulator, as ir_eval).
  * Kernels with >= 256K elements of work that cannot fail split their outer loop into tasks
  * for tdsl_rt_parallel_for. Kernels that can fail return i32 (see cg_emit_kernel). */
 #include "llvm_internal.h"
@@ -1887,6 +1889,187 @@ static void emit_gather(kctx *kc)
     nest_close(kc, &N);
 }
 
+/* ---- scatters (index_add, gather_add, slice_scatter): zeros, then the source added in ---- */
+static LLVMValueRef zero_elem(kctx *kc, pw *P, int lanes, LLVMValueRef *vals, LLVMValueRef row, LLVMValueRef col)
+{
+    return value_const(kc, kc->root->dtype, 0, lanes);
+}
+
+static void zero_output(kctx *kc)
+{
+    const ir_node *n = kc->root;
+    pw *P = arena_alloc(kc->cg->ar, sizeof *P);
+    P->rank = n->rank;
+    memcpy(P->shape, n->shape, sizeof P->shape);
+    P->nops = 1;
+    P->s[0] = (src){false, 0, -1, n->dtype};
+    P->off[0] = n->offset;
+    memcpy(P->st[0], n->strides, sizeof P->st[0]);
+    P->elem = zero_elem;
+    pw_prepare(P);
+    pw_body(kc, P, NULL, I64(kc, 0), I64(kc, prod(P->rank - 1, P->shape)), I64(kc, 0), I64(kc, P->shape[P->rank - 1]));
+}
+
+static LLVMValueRef read_index(kctx *kc, const src *is, const ir_node *idx, LLVMValueRef off)
+{
+    return cvt(kc, read_src(kc, is, off, 1, 0), idx->dtype, DT_I64, 1);
+}
+
+/* i + size when negative (index_add, like index); else i */
+static LLVMValueRef wrap_index(kctx *kc, LLVMValueRef i, int64_t size, bool wrap)
+{
+    LLVMBuilderRef b = kc->b;
+    if (!wrap)
+        return i;
+    return LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, i, I64(kc, 0), ""), LLVMBuildAdd(b, i, I64(kc, size), ""), i, "");
+}
+
+/* Every index checked against [0, size) in idx's row-major order, before anything is
+ * written (as ir_eval does): a bad one fails the kernel and leaves nothing allocated. */
+static void check_indices(kctx *kc, const ir_node *idx, const src *is, int axis, int64_t size, bool wrap)
+{
+    LLVMBuilderRef b = kc->b;
+    int64_t st[1][R];
+    for (int d = 0; d < idx->rank; d++)
+        st[0][d] = is->imm ? 0 : idx->strides[d];
+    LLVMValueRef base[1] = {I64(kc, idx->offset)}, off[1];
+    nest N;
+    nest_open(kc, &N, idx->rank, idx->shape, 1, st, base, off);
+    LLVMValueRef i = read_index(kc, is, idx, off[0]);
+    LLVMValueRef j = wrap_index(kc, i, size, wrap);
+    LLVMValueRef bad = LLVMBuildOr(b, LLVMBuildICmp(b, LLVMIntSLT, j, I64(kc, 0), ""), LLVMBuildICmp(b, LLVMIntSGE, j, I64(kc, size), ""), "");
+    LLVMValueRef args[3] = {i, I32(kc, axis), I64(kc, size)};
+    fail_if(kc, kc->root, bad, "index %lld out of range for axis %d of size %lld", args, 3);
+    nest_close(kc, &N);
+}
+
+static LLVMValueRef libc_call(kctx *kc, const char *name, LLVMValueRef arg)
+{
+    cg_llvm *cg = kc->cg;
+    bool is_malloc = strcmp(name, "malloc") == 0;
+    LLVMTypeRef pt = is_malloc ? cg->t_i64 : cg->t_ptr;
+    LLVMTypeRef fty = LLVMFunctionType(is_malloc ? cg->t_ptr : cg->t_void, &pt, 1, 0);
+    LLVMValueRef fn = LLVMGetNamedFunction(cg->mod, name);
+    if (!fn)
+        fn = LLVMAddFunction(cg->mod, name, fty);
+    return LLVMBuildCall2(kc->b, fty, fn, &arg, 1, "");
+}
+
+/* Sums src into the output at (src's position under ost) + index * the output's stride
+ * along axis: floats in f64 (a malloc'ed accumulator laid out like the output unless it
+ * is f64 itself) rounded once at the end, as `sum` does and ir_eval; integers wrap. The
+ * index is read through ist (both iterate src's shape); indices were checked already. */
+static void scatter_add(kctx *kc, const ir_node *srcn, const src *ss, const ir_node *idx, const src *is,
+                        const int64_t *ist, const int64_t *ost, int axis, bool wrap)
+{
+    LLVMBuilderRef b = kc->b;
+    const ir_node *n = kc->root;
+    int64_t size = n->shape[axis];
+    bool scratch = isf(n->dtype) && n->dtype != DT_F64;
+    ir_dtype at = isf(n->dtype) ? DT_F64 : n->dtype;
+    /* the accumulator's extent: the output's storage span (offset and strides kept) */
+    int64_t span = n->offset + 1;
+    for (int d = 0; d < n->rank; d++)
+        span += (n->shape[d] - 1) * n->strides[d];
+    LLVMValueRef acc = kc->out;
+    if (scratch) {
+        acc = libc_call(kc, "malloc", I64(kc, span * 8));
+        LLVMValueRef none = LLVMBuildICmp(b, LLVMIntEQ, acc, LLVMConstNull(kc->cg->t_ptr), "");
+        LLVMValueRef args[1] = {I64(kc, span)};
+        fail_if(kc, n, none, "out of memory for a %lld-element accumulator", args, 1);
+    }
+    /* zero it over the output's layout */
+    int64_t zst[1][R];
+    memcpy(zst[0], n->strides, sizeof zst[0]);
+    LLVMValueRef zb[1] = {I64(kc, n->offset)}, zo[1];
+    nest Z;
+    nest_open(kc, &Z, n->rank, n->shape, 1, zst, zb, zo);
+    store_elems(kc, acc, at, zo[0], 1, 1, value_const(kc, at, 0, 1));
+    nest_close(kc, &Z);
+    /* accumulate, in src's row-major order */
+    int64_t st[3][R];
+    for (int d = 0; d < srcn->rank; d++) {
+        st[0][d] = ss->imm ? 0 : srcn->strides[d];
+        st[1][d] = is->imm ? 0 : ist[d];
+        st[2][d] = ost[d];
+    }
+    LLVMValueRef base[3] = {I64(kc, srcn->offset), I64(kc, idx->offset), I64(kc, n->offset)}, off[3];
+    nest N;
+    nest_open(kc, &N, srcn->rank, srcn->shape, 3, st, base, off);
+    LLVMValueRef j = wrap_index(kc, read_index(kc, is, idx, off[1]), size, wrap);
+    LLVMValueRef pos = LLVMBuildNSWAdd(b, off[2], LLVMBuildNSWMul(b, j, I64(kc, n->strides[axis]), ""), "");
+    LLVMValueRef v = cvt(kc, read_src(kc, ss, off[0], 1, 0), srcn->dtype, at, 1);
+    LLVMValueRef old = load_elems(kc, acc, at, pos, 1, 0);
+    store_elems(kc, acc, at, pos, 1, 1, isf(at) ? LLVMBuildFAdd(b, old, v, "") : LLVMBuildAdd(b, old, v, ""));
+    nest_close(kc, &N);
+    if (!scratch)
+        return;
+    /* round once into the output */
+    LLVMValueRef rb[1] = {I64(kc, n->offset)}, ro[1];
+    nest_open(kc, &Z, n->rank, n->shape, 1, zst, rb, ro);
+    LLVMValueRef s = load_elems(kc, acc, DT_F64, ro[0], 1, 0);
+    store_elems(kc, kc->out, n->dtype, ro[0], 1, 1, cvt(kc, s, DT_F64, n->dtype, 1));
+    nest_close(kc, &Z);
+    libc_call(kc, "free", acc);
+}
+
+/* index_add: src = out.shape[:axis] + idx.shape + out.shape[axis+1:];
+ * out[.., wrap(idx[p]), ..] += src[.., p, ..] */
+static void emit_index_add(kctx *kc)
+{
+    const ir_node *n = kc->root, *s = input(kc, n, 0), *idx = input(kc, n, 1);
+    int axis = (int)n->i[0], ir = idx->rank;
+    src ss, is;
+    src_of(kc, n->in[0], &ss);
+    src_of(kc, n->in[1], &is);
+    if (prod(s->rank, s->shape) > 0)
+        check_indices(kc, idx, &is, axis, n->shape[axis], true);
+    if (prod(n->rank, n->shape) == 0)
+        return;
+    int64_t ist[R], ost[R];
+    for (int d = 0; d < s->rank; d++) {
+        bool in_idx = d >= axis && d < axis + ir;
+        ist[d] = in_idx ? idx->strides[d - axis] : 0;
+        ost[d] = d < axis ? n->strides[d] : in_idx ? 0 : n->strides[d - ir + 1];
+    }
+    scatter_add(kc, s, &ss, idx, &is, ist, ost, axis, true);
+}
+
+/* gather_add: out[..idx[p] at axis..] += src[p], src and idx of one shape */
+static void emit_gather_add(kctx *kc)
+{
+    const ir_node *n = kc->root, *s = input(kc, n, 0), *idx = input(kc, n, 1);
+    int axis = (int)n->i[0];
+    src ss, is;
+    src_of(kc, n->in[0], &ss);
+    src_of(kc, n->in[1], &is);
+    if (prod(s->rank, s->shape) > 0)
+        check_indices(kc, idx, &is, axis, n->shape[axis], false);
+    if (prod(n->rank, n->shape) == 0)
+        return;
+    int64_t ost[R];
+    for (int d = 0; d < n->rank; d++)
+        ost[d] = d == axis ? 0 : n->strides[d];
+    scatter_add(kc, s, &ss, idx, &is, idx->strides, ost, axis, false);
+}
+
+/* slice_scatter: zeros, then src copied to start:stop:step along axis */
+static void emit_slice_scatter(kctx *kc)
+{
+    const ir_node *n = kc->root, *s = input(kc, n, 0);
+    int axis = (int)n->i[0];
+    zero_output(kc);
+    if (prod(s->rank, s->shape) == 0)
+        return;
+    src ss;
+    src_of(kc, n->in[0], &ss);
+    int64_t ost[R];
+    memcpy(ost, n->strides, sizeof ost);
+    ost[axis] *= n->i[3];
+    pw *P = copy_pw(kc, s->rank, s->shape, &ss, s->offset, s->strides, n->offset + n->i[1] * n->strides[axis], ost);
+    pw_body(kc, P, NULL, I64(kc, 0), I64(kc, prod(P->rank - 1, P->shape)), I64(kc, 0), I64(kc, P->shape[P->rank - 1]));
+}
+
 /* ---- entry points ---- */
 int cg_kernel_inputs(const ir_func *f, const pass_kernel *k, int *storages)
 {
@@ -1967,6 +2150,9 @@ static bool supported(const kctx *kc)
         const ir_node *x = input(kc, root, 0);
         return root->i[0] >= 0 && root->i[0] < x->rank;
     }
+    case OP_index_add:
+    case OP_gather_add:
+    case OP_slice_scatter: return root->i[0] >= 0 && root->i[0] < root->rank;
     default: return (ir_ops[root->op].flags & OPF_REDUCE) != 0;
     }
 }
@@ -1979,6 +2165,8 @@ static bool can_fail(const kctx *kc)
     case OP_one_hot:
     case OP_index:
     case OP_gather:
+    case OP_index_add:   /* an index out of range, or no memory for the f64 accumulator */
+    case OP_gather_add:
         return true;
     case OP_max:
     case OP_min:
@@ -2032,7 +2220,9 @@ LLVMValueRef cg_emit_kernel(cg_llvm *cg, const ir_func *f, const pass_schedule *
     LLVMPositionBuilderAtEnd(kc.b, block(&kc, "entry"));
     const ir_node *root = kc.root;
     bool ok = true;
-    if (prod(root->rank, root->shape) > 0) {
+    /* an index_add/gather_add into an empty axis still checks (and rejects) its indices */
+    bool scatter = root->op == OP_index_add || root->op == OP_gather_add;
+    if (prod(root->rank, root->shape) > 0 || scatter) {
         if (kr->nmembers > 1 || pointwise_op(root->op))
             ok = emit_pointwise(&kc);
         else if (ir_ops[root->op].flags & OPF_REDUCE)
@@ -2050,6 +2240,9 @@ LLVMValueRef cg_emit_kernel(cg_llvm *cg, const ir_func *f, const pass_schedule *
             case OP_concat: emit_concat(&kc); break;
             case OP_index: emit_index(&kc); break;
             case OP_gather: emit_gather(&kc); break;
+            case OP_index_add: emit_index_add(&kc); break;
+            case OP_gather_add: emit_gather_add(&kc); break;
+            case OP_slice_scatter: emit_slice_scatter(&kc); break;
             default: ok = false; break;
             }
     }

@@ -234,6 +234,7 @@ typedef struct fn_plan {
     const ir_func *f;
     pass_schedule *s;
     pass_memplan *p;
+    const int64_t *state_off;   /* byte offset of each module state in the state block */
 } fn_plan;
 
 static bool is_const_backed(const ir_func *f, int id) { return f->nodes[f->nodes[id].storage].op == OP_constant; }
@@ -270,8 +271,12 @@ static LLVMValueRef emit_nonfinite_scan(cg_llvm *cg, const char *name, ir_dtype 
 }
 
 /* With tdsl_options.check_finite, a NaN or Inf in a float output is an error
- * (TDSL_ERR_NONFINITE naming the output); the outputs keep their values. */
-static void emit_finite_checks(cg_llvm *cg, LLVMValueRef fn, const ir_func *f, LLVMValueRef inst, const char *ename)
+ * (TDSL_ERR_NONFINITE naming the output); the outputs keep their values. ptrs[o]: where
+ * output o's dense value is (the caller's buffer; a training step's update outputs: their
+ * staging slots). A step checks before it commits, so a failing step changes no param or
+ * state. */
+static void emit_finite_checks(cg_llvm *cg, LLVMValueRef fn, const ir_func *f, LLVMValueRef inst, const char *ename,
+                               LLVMValueRef *ptrs)
 {
     LLVMValueRef *scan = arena_alloc(cg->ar, sizeof *scan * (size_t)(f->nouts ? f->nouts : 1));
     bool any = false;
@@ -290,16 +295,27 @@ static void emit_finite_checks(cg_llvm *cg, LLVMValueRef fn, const ir_func *f, L
     LLVMValueRef on = call_rt(cg, "tdsl_rt_check_finite", &inst, 1);
     LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntNE, on, i32c(cg, 0), ""), check, done);
     LLVMPositionBuilderAtEnd(cg->b, check);
+    int nres = ir_num_results(f);
+    const char *step = nres < f->nouts ? "; the step was not applied (params and state unchanged)" : "";
     for (int o = 0; o < f->nouts; o++) {
         if (!scan[o])
             continue;
-        LLVMValueRef out = LLVMGetParam(fn, 1 + (unsigned)(f->nargs + o));
+        LLVMValueRef out = ptrs[o];
         LLVMValueRef bad = LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(scan[o]), scan[o], &out, 1, "");
         LLVMBasicBlockRef fail = block(cg, fn, "nonfinite"), next = block(cg, fn, "next");
         LLVMBuildCondBr(cg->b, bad, fail, next);
         LLVMPositionBuilderAtEnd(cg->b, fail);
-        LLVMValueRef a[] = {inst, i32c(cg, TDSL_ERR_NONFINITE), cstr(cg, "%s"),
-                            cstr(cg, arena_printf(cg->ar, "%s: output %d has NaN or Inf", ename, o))};
+        const char *msg;
+        if (o < nres) {
+            msg = arena_printf(cg->ar, "%s: output %d has NaN or Inf%s", ename, o, step);
+        } else {
+            const ir_update *u = &f->updates[o];
+            bool is_param = u->kind == IR_UPD_PARAM;
+            msg = arena_printf(cg->ar, "%s: the new value of %s '%s' has NaN or Inf%s", ename,
+                               is_param ? "param" : "state",
+                               is_param ? cg->irm->params[u->index].name : cg->irm->states[u->index].name, step);
+        }
+        LLVMValueRef a[] = {inst, i32c(cg, TDSL_ERR_NONFINITE), cstr(cg, "%s"), cstr(cg, msg)};
         LLVMBuildRet(cg->b, call_rt(cg, "tdsl_rt_fail", a, 4));
         LLVMPositionBuilderAtEnd(cg->b, next);
     }
@@ -312,6 +328,7 @@ static int emit_export(cg_llvm *cg, const fn_plan *fp, char *err, size_t errlen)
     const ir_func *f = fp->f;
     const char *mod = cg->irm->name;
     int nk = fp->s->nkernels;
+    int nres = ir_num_results(f);   /* a training step's update outputs are not in its C signature */
     LLVMValueRef *kfn = arena_alloc(cg->ar, sizeof *kfn * (size_t)(nk + f->nouts + 1));
     LLVMValueRef *cfn = kfn + nk;
 
@@ -330,7 +347,7 @@ static int emit_export(cg_llvm *cg, const fn_plan *fp, char *err, size_t errlen)
     for (int o = 0; o < f->nouts; o++) {
         cfn[o] = NULL;
         if (!fp->p->out_copy[o])
-            continue;
+            continue;   /* (an update output: its kernel's arena slot is its staging slot) */
         char *name = arena_printf(cg->ar, "%s__%s__out%d", mod, f->name, o);
         cfn[o] = cg_emit_copy_out(cg, f, f->outs[o], name);
         if (!cfn[o]) {
@@ -341,7 +358,7 @@ static int emit_export(cg_llvm *cg, const fn_plan *fp, char *err, size_t errlen)
     }
 
     /* int <mod>_<fn>(void *inst, const T *arg0, ..., T *out0, ...) */
-    unsigned np = 1 + (unsigned)f->nargs + (unsigned)f->nouts;
+    unsigned np = 1 + (unsigned)f->nargs + (unsigned)nres;
     LLVMTypeRef *pt = arena_alloc(cg->ar, sizeof *pt * np);
     for (unsigned j = 0; j < np; j++)
         pt[j] = cg->t_ptr;
@@ -359,7 +376,7 @@ static int emit_export(cg_llvm *cg, const fn_plan *fp, char *err, size_t errlen)
     for (int a = 0; a < f->nargs; a++)
         fail_if_null(cg, fn, inst, LLVMGetParam(fn, 1 + (unsigned)a),
                      arena_printf(cg->ar, "%s: argument '%s' is NULL", ename, f->args[a].name));
-    for (int o = 0; o < f->nouts; o++)
+    for (int o = 0; o < nres; o++)
         fail_if_null(cg, fn, inst, LLVMGetParam(fn, 1 + (unsigned)(f->nargs + o)),
                      arena_printf(cg->ar, "%s: output %d is NULL", ename, o));
     call_rt(cg, "tdsl_rt_clear_error", &inst, 1);
@@ -396,16 +413,46 @@ static int emit_export(cg_llvm *cg, const fn_plan *fp, char *err, size_t errlen)
             LLVMPositionBuilderAtEnd(cg->b, next);
         }
     }
+    /* plain results to the caller, then update outputs to their staging slots: all before
+     * the commit, since they may read a param or state that the commit overwrites */
+    LLVMValueRef *dst = arena_alloc(cg->ar, sizeof *dst * (size_t)(f->nouts ? f->nouts : 1));
     for (int o = 0; o < f->nouts; o++) {
+        if (o < nres) {
+            dst[o] = LLVMGetParam(fn, 1 + (unsigned)(f->nargs + o));
+        } else {
+            if (!arena_ptr)
+                arena_ptr = call_rt(cg, "tdsl_rt_arena", &inst, 1);
+            LLVMValueRef off = i64c(cg, fp->p->stage[o]);
+            dst[o] = LLVMBuildInBoundsGEP2(cg->b, cg->t_i8, arena_ptr, &off, 1, "stage");
+        }
         if (!cfn[o])
             continue;
         int sid = f->nodes[f->outs[o]].storage;
-        LLVMValueRef av[] = {LLVMGetParam(fn, 1 + (unsigned)(f->nargs + o)),
-                             is_const_backed(f, f->outs[o]) ? null : BASE(sid), inst};
+        LLVMValueRef av[] = {dst[o], is_const_backed(f, f->outs[o]) ? null : BASE(sid), inst};
         LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(cfn[o]), cfn[o], av, 3, "");
     }
+    emit_finite_checks(cg, fn, f, inst, ename, dst);
+    /* commit: each update's dense value into its param or state */
+    LLVMValueRef state_ptr = NULL;
+    for (int o = nres; o < f->nouts; o++) {
+        const ir_update *u = &f->updates[o];
+        const ir_node *n = &f->nodes[f->outs[o]];
+        int64_t bytes = ir_numel(n) * (int64_t)ir_dtype_size(n->dtype);
+        if (bytes == 0)
+            continue;
+        LLVMValueRef target;
+        if (u->kind == IR_UPD_PARAM) {
+            LLVMValueRef a[] = {inst, i32c(cg, u->index)};
+            target = call_rt(cg, "tdsl_rt_param_data", a, 2);
+        } else {
+            if (!state_ptr)
+                state_ptr = call_rt(cg, "tdsl_rt_state", &inst, 1);
+            LLVMValueRef off = i64c(cg, fp->state_off[u->index]);
+            target = LLVMBuildInBoundsGEP2(cg->b, cg->t_i8, state_ptr, &off, 1, "");
+        }
+        LLVMBuildMemCpy(cg->b, target, 64, dst[o], 64, i64c(cg, bytes));
+    }
 #undef BASE
-    emit_finite_checks(cg, fn, f, inst, ename);
     LLVMBuildRet(cg->b, i32c(cg, TDSL_OK));
     return 0;
 }
@@ -428,12 +475,16 @@ static LLVMValueRef storage_base(cg_llvm *cg, LLVMValueRef fn, const fn_plan *fp
         LLVMValueRef off = i64c(cg, m->offset);
         return LLVMBuildInBoundsGEP2(cg->b, cg->t_i8, *arena_ptr, &off, 1, "");
     }
+    case MEM_STATE: {   /* read-only here: a step writes states only when it commits */
+        LLVMValueRef off = i64c(cg, m->offset);
+        return LLVMBuildInBoundsGEP2(cg->b, cg->t_i8, call_rt(cg, "tdsl_rt_state", &inst, 1), &off, 1, "");
+    }
     default: return LLVMConstNull(cg->t_ptr);   /* a const: kernels use the immediate */
     }
 }
 
 /* ---- the module's instance functions (spec section 4) ---- */
-static LLVMValueRef emit_desc(cg_llvm *cg, int64_t arena_bytes)
+static LLVMValueRef emit_desc(cg_llvm *cg, int64_t arena_bytes, int64_t state_bytes)
 {
     const ir_module *m = cg->irm;
     LLVMTypeRef dims = LLVMArrayType(cg->t_i64, TDSL_MAX_RANK);
@@ -464,7 +515,7 @@ static LLVMValueRef emit_desc(cg_llvm *cg, int64_t arena_bytes)
         LLVMSetLinkage(params, LLVMInternalLinkage);
     }
     LLVMValueRef f[] = {i32c(cg, TDSL_ABI_VERSION), cstr(cg, m->name), i32c(cg, m->nparams), params,
-                        i64c(cg, arena_bytes), i64c(cg, 0)};
+                        i64c(cg, arena_bytes), i64c(cg, state_bytes)};
     LLVMValueRef desc = LLVMAddGlobal(cg->mod, md, arena_printf(cg->ar, "%s__desc", m->name));
     LLVMSetInitializer(desc, LLVMConstNamedStruct(md, f, 6));
     LLVMSetGlobalConstant(desc, 1);
@@ -492,10 +543,10 @@ static void emit_instance_fns(cg_llvm *cg, LLVMValueRef desc)
     call_rt(cg, "tdsl_rt_destroy", &m, 1);
     LLVMBuildRetVoid(cg->b);
 
-    /* const char *mlp_error(const mlp *m) */
+    /* const char *mlp_error(const mlp *m): with NULL, why the last create (or a call with a
+     * NULL instance) failed on this thread, which the runtime keeps */
     fn = add_fn(cg, NAME("error"), P, &P, 1);
     m = LLVMGetParam(fn, 0);
-    return_if_null(cg, fn, m, cstr(cg, arena_printf(cg->ar, "%s_error: NULL instance", mod)));
     LLVMBuildRet(cg->b, call_rt(cg, "tdsl_rt_error", &m, 1));
 
     /* int mlp_save(const mlp *m, const char *path), int mlp_load(mlp *m, const char *path) */
@@ -692,8 +743,10 @@ cg_llvm *cg_llvm_build(const ir_module *m, const cg_options *o, char *err, size_
             }
     }
     int64_t arena_bytes = 0;
+    int64_t *state_off = arena_alloc(cg->ar, sizeof(int64_t) * (size_t)(m->nstates + 1));
+    int64_t state_bytes = pass_state_layout(m, state_off);
     for (int i = 0; i < m->nfuncs; i++) {
-        fn_plan fp = {m->funcs[i], NULL, NULL};
+        fn_plan fp = {m->funcs[i], NULL, NULL, state_off};
         pass_plan pl = pass_pipeline(cg->ar, fp.f, !(o && o->no_fuse));   /* NULL o: defaults */
         fp.s = pl.schedule;
         fp.p = pl.mem;
@@ -702,7 +755,7 @@ cg_llvm *cg_llvm_build(const ir_module *m, const cg_options *o, char *err, size_
         if (emit_export(cg, &fp, err, errlen))
             goto fail;
     }
-    emit_instance_fns(cg, emit_desc(cg, arena_bytes));
+    emit_instance_fns(cg, emit_desc(cg, arena_bytes, state_bytes));
     tag_functions(cg);
     if (optimize(cg, err, errlen))
         goto fail;

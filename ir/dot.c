@@ -80,7 +80,18 @@ void ir_print_dot(FILE *out, const ir_func *f, bool layout)
             fputs(";\n", out);
         }
     }
-    for (int k = 0; k < f->nouts; k++)
-        fprintf(out, "  out%d [label=\"output %d\", shape=plaintext];\n  n%d -> out%d;\n", k, k, f->outs[k], k);
+    for (int k = 0; k < f->nouts; k++) {
+        const ir_update *u = f->updates ? &f->updates[k] : NULL;
+        const ir_module *m = f->mod;
+        bool p = u && u->kind == IR_UPD_PARAM && m && u->index >= 0 && u->index < m->nparams;
+        bool st = u && u->kind == IR_UPD_STATE && m && u->index >= 0 && u->index < m->nstates;
+        if (p || st) {   /* a training step's update output */
+            fprintf(out, "  out%d [label=\"new %s ", k, p ? "param" : "state");
+            put_esc(out, p ? m->params[u->index].name : m->states[u->index].name);
+            fputs("\", shape=plaintext];\n", out);
+        } else
+            fprintf(out, "  out%d [label=\"output %d\", shape=plaintext];\n", k, k);
+        fprintf(out, "  n%d -> out%d;\n", f->outs[k], k);
+    }
     fputs("}\n", out);
 }

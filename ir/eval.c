@@ -82,6 +82,7 @@ typedef struct buf {
 typedef struct ev {
     const ir_func *fn;
     bool f64;
+    const host_tensor *states;   /* ir_eval_opts.states */
     buf *bufs;       /* indexed by the storage-owning node's id */
     int cur;         /* node being evaluated, for messages; -1 outside */
     char *err;
@@ -377,6 +378,16 @@ static int op_leaf(ev *e, const ir_node *n, const host_tensor *args, const host_
             return fail(e, "parameter index %lld out of range", (long long)k);
         const ir_param *p = &m->params[k];
         return load_host(e, n, &params[k], "parameter", p->name, p->dtype, p->rank, p->shape);
+    }
+    case OP_state: {
+        const ir_module *m = f->mod;
+        int64_t k = n->i[0];
+        if (!m || k < 0 || k >= m->nstates)
+            return fail(e, "state index %lld out of range", (long long)k);
+        const ir_state *st = &m->states[k];
+        if (!e->states)
+            return fail(e, "state '%s' has no value (a training step needs the module's states)", st->name);
+        return load_host(e, n, &e->states[k], "state", st->name, st->dtype, st->rank, st->shape);
     }
     case OP_constant:
     case OP_full:
@@ -1117,6 +1128,148 @@ static int op_gather(ev *e, const ir_node *n)
     return 0;
 }
 
+/* ---- scatters: zeros of n's shape, then the source added (or placed) in ---- */
+static int scatter_misfit(ev *e, const ir_node *n, const ir_node *src)
+{
+    char a[96], b[96];
+    return fail(e, "source %s does not fit the result %s", shp(a, sizeof a, src), shp(b, sizeof b, n));
+}
+
+static void zero_fill(ev *e, const ir_node *n)
+{
+    iter it;
+    it_init(&it, n->rank, n->shape);
+    it_add(&it, n->offset, n->strides);
+    int64_t numel = prod(n->rank, n->shape);
+    for (int64_t k = 0; k < numel; k++, it_next(&it))
+        wri(e, n, it.pos[0], 0);
+}
+
+/* every index (negatives wrapped when wrap) within [0, size); checked before anything is
+ * added, in idx's row-major order, as the compiled kernels do */
+static int check_indices(ev *e, const ir_node *idx, int axis, int64_t size, bool wrap)
+{
+    iter it;
+    it_init(&it, idx->rank, idx->shape);
+    it_add(&it, idx->offset, idx->strides);
+    int64_t numel = prod(idx->rank, idx->shape);
+    for (int64_t k = 0; k < numel; k++, it_next(&it)) {
+        int64_t i = rdi(e, idx, it.pos[0]), j = wrap && i < 0 ? i + size : i;
+        if (j < 0 || j >= size)
+            return fail(e, "index %lld out of range for axis %d of size %lld", (long long)i, axis, (long long)size);
+    }
+    return 0;
+}
+
+/* Adds each element of src into n at (its position under out_st) + index * n's stride
+ * along axis; the index is read from idx through idx_st (both iterate src's shape).
+ * Floats sum in f64 and round once at the end, as `sum` does; integers wrap. */
+static int scatter_add(ev *e, const ir_node *n, const ir_node *src, const ir_node *idx, const int64_t *idx_st,
+                       const int64_t *out_st, int axis, bool wrap)
+{
+    int64_t size = n->shape[axis];
+    if (prod(src->rank, src->shape) > 0 && check_indices(e, idx, axis, size, wrap))
+        return 1;
+    zero_fill(e, n);
+    buf *b = BUF(e, n);
+    double *acc = NULL;   /* by storage position, like n's buffer */
+    if (isf(n) && !(acc = calloc(b->len > 0 ? (size_t)b->len : 1, sizeof(double))))
+        return fail(e, "out of memory for %lld elements", (long long)b->len);
+    iter it;
+    it_init(&it, src->rank, src->shape);
+    it_add(&it, src->offset, src->strides);
+    it_add(&it, idx->offset, idx_st);
+    it_add(&it, n->offset, out_st);
+    int64_t numel = prod(src->rank, src->shape);
+    for (int64_t k = 0; k < numel; k++, it_next(&it)) {
+        int64_t i = rdi(e, idx, it.pos[1]), j = wrap && i < 0 ? i + size : i;
+        int64_t pos = it.pos[2] + j * n->strides[axis];
+        if (acc)
+            acc[pos] += rdf(e, src, it.pos[0]);
+        else
+            wri(e, n, pos, iadd(rdi(e, n, pos), rdi(e, src, it.pos[0])));
+    }
+    if (acc) {
+        it_init(&it, n->rank, n->shape);
+        it_add(&it, n->offset, n->strides);
+        numel = prod(n->rank, n->shape);
+        for (int64_t k = 0; k < numel; k++, it_next(&it))
+            wrf(e, n, it.pos[0], acc[it.pos[0]]);
+        free(acc);
+    }
+    return 0;
+}
+
+/* index_add: the adjoint of index. src = n.shape[:axis] + idx.shape + n.shape[axis+1:];
+ * n[.., wrap(idx[p]), ..] += src[.., p, ..]; negative indices wrap, duplicates accumulate */
+static int op_index_add(ev *e, const ir_node *n)
+{
+    const ir_node *src = IN(e, n, 0), *idx = IN(e, n, 1);
+    int axis = norm_axis(n->i[0], n->rank);
+    if (axis < 0)
+        return fail(e, "axis %lld out of range for rank %d", (long long)n->i[0], n->rank);
+    int ir = idx->rank;
+    bool ok = src->rank == n->rank - 1 + ir && isf(src) == isf(n);
+    for (int d = 0; ok && d < src->rank; d++)
+        ok = src->shape[d] == (d < axis ? n->shape[d] : d < axis + ir ? idx->shape[d - axis] : n->shape[d - ir + 1]);
+    if (!ok)
+        return scatter_misfit(e, n, src);
+    int64_t ist[R], ost[R];
+    for (int d = 0; d < src->rank; d++) {
+        bool in_idx = d >= axis && d < axis + ir;
+        ist[d] = in_idx ? idx->strides[d - axis] : 0;
+        ost[d] = d < axis ? n->strides[d] : in_idx ? 0 : n->strides[d - ir + 1];
+    }
+    return scatter_add(e, n, src, idx, ist, ost, axis, true);
+}
+
+/* gather_add: the adjoint of torch.gather. src and idx have one shape;
+ * n[..idx[p] at axis..] += src[p]; indices must be in range (no wrapping, like gather) */
+static int op_gather_add(ev *e, const ir_node *n)
+{
+    const ir_node *src = IN(e, n, 0), *idx = IN(e, n, 1);
+    int axis = norm_axis(n->i[0], n->rank);
+    if (axis < 0)
+        return fail(e, "axis %lld out of range for rank %d", (long long)n->i[0], n->rank);
+    bool ok = same_shape(src, idx) && idx->rank == n->rank && isf(src) == isf(n);
+    for (int d = 0; ok && d < n->rank; d++)
+        ok = d == axis || idx->shape[d] <= n->shape[d];
+    if (!ok)
+        return scatter_misfit(e, n, src);
+    int64_t ost[R];
+    for (int d = 0; d < n->rank; d++)
+        ost[d] = d == axis ? 0 : n->strides[d];
+    return scatter_add(e, n, src, idx, idx->strides, ost, axis, false);
+}
+
+/* slice_scatter: the adjoint of a strided slice: zeros, and src at start:stop:step */
+static int op_slice_scatter(ev *e, const ir_node *n)
+{
+    const ir_node *src = IN(e, n, 0);
+    int axis = norm_axis(n->i[0], n->rank);
+    int64_t start = n->i[1], stop = n->i[2], step = n->i[3];
+    if (axis < 0 || step < 1 || start < 0 || stop < start || stop > n->shape[axis])
+        return fail(e, "slice %lld:%lld:%lld along axis %lld does not fit %s", (long long)start, (long long)stop,
+                    (long long)step, (long long)n->i[0], n->rank ? "the result" : "a scalar");
+    bool ok = src->rank == n->rank && isf(src) == isf(n);
+    for (int d = 0; ok && d < n->rank; d++)
+        ok = src->shape[d] == (d == axis ? (stop - start + step - 1) / step : n->shape[d]);
+    if (!ok)
+        return scatter_misfit(e, n, src);
+    zero_fill(e, n);
+    int64_t ost[R];
+    memcpy(ost, n->strides, sizeof ost);
+    ost[axis] *= step;
+    iter it;
+    it_init(&it, src->rank, src->shape);
+    it_add(&it, src->offset, src->strides);
+    it_add(&it, n->offset + start * n->strides[axis], ost);
+    int64_t numel = prod(src->rank, src->shape);
+    for (int64_t k = 0; k < numel; k++, it_next(&it))
+        copy_elem(e, n, it.pos[1], src, it.pos[0]);
+    return 0;
+}
+
 static int eval_node(ev *e, const ir_node *n, const host_tensor *args, const host_tensor *params)
 {
     unsigned fl = ir_ops[n->op].flags;
@@ -1142,6 +1295,9 @@ static int eval_node(ev *e, const ir_node *n, const host_tensor *args, const hos
     case OP_concat: return op_concat(e, n);
     case OP_index: return op_index(e, n);
     case OP_gather: return op_gather(e, n);
+    case OP_index_add: return op_index_add(e, n);
+    case OP_gather_add: return op_gather_add(e, n);
+    case OP_slice_scatter: return op_slice_scatter(e, n);
     default: return fail(e, "the evaluator does not know this op");
     }
 }
@@ -1176,7 +1332,8 @@ int ir_eval(const ir_func *f, const host_tensor *args, const host_tensor *params
         errlen = sizeof local;
     }
     err[0] = '\0';
-    ev e = {.fn = f, .f64 = opts && opts->force_f64, .cur = -1, .err = err, .errlen = errlen};
+    ev e = {.fn = f, .f64 = opts && opts->force_f64, .states = opts ? opts->states : NULL, .cur = -1, .err = err,
+            .errlen = errlen};
     if (!f)
         return fail(&e, "no function");
     if (f->nouts > 0 && !outs)
@@ -1214,5 +1371,66 @@ int ir_eval(const ir_func *f, const host_tensor *args, const host_tensor *params
     if (rc)
         for (int k = 0; k < f->nouts; k++)
             host_tensor_free(&outs[k]);
+    return rc;
+}
+
+int ir_eval_step(const ir_func *f, const host_tensor *args, host_tensor *params, host_tensor *states,
+                 host_tensor *outs, const ir_eval_opts *opts, char *err, size_t errlen)
+{
+    char local[8];
+    if (!err || errlen == 0) {
+        err = local;
+        errlen = sizeof local;
+    }
+    err[0] = '\0';
+    ev e = {.fn = f, .cur = -1, .err = err, .errlen = errlen};
+    if (!f || !f->mod)
+        return fail(&e, "no function");
+    const ir_module *m = f->mod;
+    int nres = ir_num_results(f);
+    if ((nres > 0 && !outs) || (m->nstates > 0 && !states))
+        return fail(&e, "no place for the results or the states");
+    ir_eval_opts o = opts ? *opts : (ir_eval_opts){0};
+    o.states = states;
+    host_tensor *all = calloc((size_t)f->nouts + 1, sizeof *all);
+    if (!all)
+        return fail(&e, "out of memory");
+    int rc = ir_eval(f, args, params, all, &o, err, errlen);
+    /* every target must take its value before the first one is written */
+    for (int k = nres; !rc && k < f->nouts; k++) {
+        const ir_update *u = &f->updates[k];
+        bool is_param = u->kind == IR_UPD_PARAM;
+        int n = is_param ? m->nparams : m->nstates;
+        if ((u->kind != IR_UPD_PARAM && u->kind != IR_UPD_STATE) || u->index < 0 || u->index >= n) {
+            rc = fail(&e, "output %d has a bad update target", k);
+            break;
+        }
+        const host_tensor *t = is_param ? &params[u->index] : &states[u->index];
+        const char *name = is_param ? m->params[u->index].name : m->states[u->index].name;
+        bool ok = t->rank == all[k].rank && host_tensor_numel(t) == host_tensor_numel(&all[k]) &&
+                  (t->dtype == all[k].dtype || (ir_dtype_is_float(t->dtype) && ir_dtype_is_float(all[k].dtype)));
+        for (int d = 0; ok && d < t->rank; d++)
+            ok = t->shape[d] == all[k].shape[d];
+        if (!ok || (host_tensor_numel(t) > 0 && !t->data))
+            rc = fail(&e, "%s '%s' does not match its update (output %d)", is_param ? "param" : "state", name, k);
+    }
+    for (int k = nres; !rc && k < f->nouts; k++) {
+        const ir_update *u = &f->updates[k];
+        host_tensor *t = u->kind == IR_UPD_PARAM ? &params[u->index] : &states[u->index];
+        if (t->dtype == all[k].dtype) {
+            if (host_tensor_bytes(t))
+                memcpy(t->data, all[k].data, host_tensor_bytes(t));
+        } else {   /* force_f64 computed a float target in f64 */
+            for (int64_t i = 0; i < host_tensor_numel(t); i++)
+                host_tensor_set(t, i, host_tensor_get(&all[k], i));
+        }
+    }
+    for (int k = 0; k < f->nouts; k++) {
+        if (!rc && k < nres)
+            outs[k] = all[k];   /* the caller owns the plain results now */
+        else
+            host_tensor_free(&all[k]);
+    }
+    free(all);
     return rc;
 }

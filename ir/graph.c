@@ -86,6 +86,14 @@ int ir_add_param(ir_module *m, const ir_param *p)
     return m->nparams - 1;
 }
 
+int ir_add_state(ir_module *m, const ir_state *st)
+{
+    ir_state c = *st;
+    c.name = arena_strdup(m->ar, st->name);
+    ARR_PUSH(m->ar, m->states, m->nstates, m->scap, c);
+    return m->nstates - 1;
+}
+
 ir_func *ir_func_new(ir_module *m, const char *name, int nargs, const ir_arg *args)
 {
     ir_func *f = arena_alloc(m->ar, sizeof *f);
@@ -118,7 +126,32 @@ void ir_add_output(ir_func *f, int id)
 {
     int cap = f->nouts;   /* outputs are few: grow one by one */
     f->outs = arena_realloc(f->mod->ar, f->outs, sizeof(int) * (size_t)cap, sizeof(int) * (size_t)(cap + 1));
+    if (f->updates) {
+        f->updates = arena_realloc(f->mod->ar, f->updates, sizeof(ir_update) * (size_t)cap,
+                                   sizeof(ir_update) * (size_t)(cap + 1));
+        f->updates[cap] = (ir_update){IR_UPD_NONE, 0};
+    }
     f->outs[f->nouts++] = id;
+}
+
+void ir_add_update(ir_func *f, int id, ir_update_kind kind, int index)
+{
+    int n = f->nouts;
+    if (!f->updates) {   /* first update: every earlier output is a plain result */
+        f->updates = arena_alloc(f->mod->ar, sizeof(ir_update) * (size_t)(n + 1));
+        for (int k = 0; k < n; k++)
+            f->updates[k] = (ir_update){IR_UPD_NONE, 0};
+    }
+    ir_add_output(f, id);
+    f->updates[n] = (ir_update){kind, index};
+}
+
+int ir_num_results(const ir_func *f)
+{
+    int n = 0;
+    while (n < f->nouts && (!f->updates || f->updates[n].kind == IR_UPD_NONE))
+        n++;
+    return n;
 }
 
 int ir_append(ir_func *f, const ir_proto *p, char *err, size_t errlen)

@@ -82,6 +82,14 @@ typedef struct ir_arg {
     int64_t shape[IR_MAX_RANK];
 } ir_arg;
 
+/* A training step's outputs after its results: "this output is the new value of param i /
+ * state i". The export writes them back after all its kernels ran (docs/training.md). */
+typedef enum { IR_UPD_NONE, IR_UPD_PARAM, IR_UPD_STATE } ir_update_kind;
+typedef struct ir_update {
+    ir_update_kind kind;
+    int index;                 /* param or state index */
+} ir_update;
+
 typedef struct ir_func {
     const char *name;
     int line, col;
@@ -92,6 +100,8 @@ typedef struct ir_func {
     int nouts;
     int *outs;                 /* node ids of the results, in order */
     struct ir_module *mod;
+    ir_update *updates;        /* NULL, or per output (nouts): its update target; the plain
+                                  results come first, update outputs after them */
 } ir_func;
 
 typedef enum { INIT_ZEROS, INIT_ONES, INIT_FULL, INIT_NORMAL, INIT_UNIFORM, INIT_KAIMING_UNIFORM } ir_init_kind;
@@ -107,6 +117,16 @@ typedef struct ir_param {
     int line, col;
 } ir_param;
 
+/* Optimizer state (momentum buffers, moments, step counters): module storage like a param,
+ * always zero at instance creation, read by `state` nodes, written only as update outputs. */
+typedef struct ir_state {
+    const char *name;
+    ir_dtype dtype;
+    int rank;
+    int64_t shape[IR_MAX_RANK];
+    int line, col;
+} ir_state;
+
 typedef struct ir_module {
     arena *ar;
     const char *name;          /* module name */
@@ -115,11 +135,14 @@ typedef struct ir_module {
     ir_param *params;
     int nfuncs, fcap;
     ir_func **funcs;
+    int nstates, scap;
+    ir_state *states;
 } ir_module;
 
 /* ---- building (ir/graph.c) ---- */
 ir_module *ir_module_new(arena *ar, const char *name);
 int        ir_add_param(ir_module *m, const ir_param *p);         /* returns index */
+int        ir_add_state(ir_module *m, const ir_state *st);        /* returns index */
 ir_func   *ir_func_new(ir_module *m, const char *name, int nargs, const ir_arg *args);
 ir_func   *ir_module_find(const ir_module *m, const char *name);
 
@@ -144,6 +167,10 @@ typedef struct ir_proto {
 int  ir_append(ir_func *f, const ir_proto *p, char *err, size_t errlen);
 ir_node *ir_node_at(ir_func *f, int id);
 void ir_add_output(ir_func *f, int id);
+/* Appends output id as the new value of param / state `index` (after the plain results). */
+void ir_add_update(ir_func *f, int id, ir_update_kind kind, int index);
+/* The plain results: outputs without an update target (all outputs of a non-step function). */
+int  ir_num_results(const ir_func *f);
 
 /* ---- layout helpers (ir/shape.c) ---- */
 int64_t ir_numel(const ir_node *n);

@@ -3,8 +3,10 @@
  *   file   := { line }                       blank lines and `# comments` anywhere
  *   module := 'module' NAME ['seed' '=' INT]
  *   param  := 'param' NAME ':' TYPE ['=' INIT ['(' NUM {',' NUM} ')']] [meta]
+ *   state  := 'state' NAME ':' TYPE [meta]
  *   func   := 'func' NAME '(' [NAME ':' TYPE {',' ...}] ')' '{' [meta] NL
- *             { node NL } 'return' [ID {',' ID}] NL '}'
+ *             { node NL } 'return' result {',' result} NL '}'
+ *   result := ID | 'update' ('param' | 'state') NAME '=' ID      (updates after plain results)
  *   node   := ID '=' OP [ID {',' ID}] {ATTR '=' VALUE} ':' TYPE [meta]
  *   meta   := ';' [NAME] ['@' INT ':' INT]
  *   TYPE   := DTYPE ['[' [INT {',' INT}] ']']        NAME := IDENT | "string"
@@ -572,6 +574,29 @@ static void parse_param(parser *P)
     ir_add_param(P->m, &p);
 }
 
+/* state NAME: TYPE [; @line:col] */
+static void parse_state(parser *P)
+{
+    need_module(P);
+    lex(P);
+    ir_state st;
+    memset(&st, 0, sizeof st);
+    char *name;
+    token nt;
+    if (!parse_name(P, "a state name", &name, &nt) || !expect(P, ':') ||
+        !parse_type(P, &st.dtype, &st.rank, st.shape) || !parse_meta(P, false, NULL, &st.line, &st.col)) {
+        skip_line(P);
+        return;
+    }
+    st.name = name;
+    for (int i = 0; i < P->m->nstates; i++)
+        if (strcmp(P->m->states[i].name, name) == 0) {
+            err_at(P, &nt, "state '%s' is declared twice", name);
+            return;
+        }
+    ir_add_state(P->m, &st);
+}
+
 /* ---- functions ---- */
 
 
@@ -794,6 +819,72 @@ static void parse_node(parser *P, fstate *S)
     S->map[id] = nid;
 }
 
+/* Reads an optional `update param|state NAME =` before a result into u (kind NONE when
+ * absent). after_update: an update came earlier, so a plain result is out of order. */
+static bool parse_result_target(parser *P, bool after_update, ir_update *u)
+{
+    if (!is_word(P, "update")) {
+        if (after_update) {
+            err_at(P, &P->tok, "plain results come before the update outputs in 'return'");
+            return false;
+        }
+        return true;
+    }
+    lex(P);
+    bool is_param = is_word(P, "param");
+    if (!is_param && !is_word(P, "state")) {
+        expected(P, "'param' or 'state' after 'update'");
+        return false;
+    }
+    lex(P);
+    char *name;
+    token nt;
+    if (!parse_name(P, is_param ? "a param name" : "a state name", &name, &nt))
+        return false;
+    int n = is_param ? P->m->nparams : P->m->nstates;
+    int idx = -1;
+    for (int i = 0; i < n && idx < 0; i++)
+        if (strcmp(is_param ? P->m->params[i].name : P->m->states[i].name, name) == 0)
+            idx = i;
+    if (idx < 0) {
+        err_at(P, &nt, "'update %s %s': the module has no %s named '%s'", is_param ? "param" : "state", name,
+               is_param ? "param" : "state", name);
+        return false;
+    }
+    if (!expect(P, '='))
+        return false;
+    *u = (ir_update){is_param ? IR_UPD_PARAM : IR_UPD_STATE, idx};
+    return true;
+}
+
+/* An update output has exactly its target's dtype and shape. */
+static bool update_type_ok(parser *P, fstate *S, const ir_update *u, int id, const token *at)
+{
+    const ir_node *n = &S->f->nodes[id];
+    const char *name;
+    ir_dtype dt;
+    int rank;
+    const int64_t *shape;
+    if (u->kind == IR_UPD_PARAM) {
+        const ir_param *p = &P->m->params[u->index];
+        name = p->name, dt = p->dtype, rank = p->rank, shape = p->shape;
+    } else {
+        const ir_state *st = &P->m->states[u->index];
+        name = st->name, dt = st->dtype, rank = st->rank, shape = st->shape;
+    }
+    bool same = n->dtype == dt && n->rank == rank;
+    for (int d = 0; same && d < rank; d++)
+        same = n->shape[d] == shape[d];
+    if (same)
+        return true;
+    char want[200], got[200];
+    fmt_type(want, sizeof want, dt, rank, shape);
+    fmt_type(got, sizeof got, n->dtype, n->rank, n->shape);
+    err_at(P, at, "the update of %s '%s' is %s, but %s '%s' is %s", u->kind == IR_UPD_PARAM ? "param" : "state",
+           name, got, u->kind == IR_UPD_PARAM ? "param" : "state", name, want);
+    return false;
+}
+
 static void parse_return(parser *P, fstate *S)
 {
     token rt = P->tok;
@@ -804,17 +895,37 @@ static void parse_return(parser *P, fstate *S)
         return;
     }
     S->returned = true;
-    int *buf = NULL, nout = 0, cap = 0;
+    int *buf = NULL, nout = 0, cap = 0, nu = 0, ucap = 0, nupd = 0;
+    ir_update *upd = NULL;
     bool dead = false;
-    if (P->tok.kind == T_ID) {
+    if (P->tok.kind == T_ID || is_word(P, "update")) {
         for (;;) {
+            ir_update u = {IR_UPD_NONE, 0};
+            if (!parse_result_target(P, nupd > 0, &u)) {
+                skip_line(P);
+                return;
+            }
             int tid;
+            token ot = P->tok;
             if (!parse_operand(P, S, -1, &tid)) {
                 skip_line(P);
                 return;
             }
             if (S->map[tid] < 0)
                 dead = true;
+            else if (u.kind != IR_UPD_NONE && !update_type_ok(P, S, &u, S->map[tid], &ot)) {
+                skip_line(P);
+                return;
+            }
+            for (int k = 0; k < nout && u.kind != IR_UPD_NONE; k++)
+                if (upd[k].kind == u.kind && upd[k].index == u.index) {
+                    err_at(P, &ot, "%s '%s' is updated twice", u.kind == IR_UPD_PARAM ? "param" : "state",
+                           u.kind == IR_UPD_PARAM ? P->m->params[u.index].name : P->m->states[u.index].name);
+                    skip_line(P);
+                    return;
+                }
+            nupd += u.kind != IR_UPD_NONE;
+            ARR_PUSH(P->ar, upd, nu, ucap, u);
             ARR_PUSH(P->ar, buf, nout, cap, S->map[tid]);
             if (!accept(P, ','))
                 break;
@@ -830,8 +941,12 @@ static void parse_return(parser *P, fstate *S)
         return;
     }
     if (!dead)
-        for (int k = 0; k < nout; k++)
-            ir_add_output(S->f, buf[k]);
+        for (int k = 0; k < nout; k++) {
+            if (upd[k].kind == IR_UPD_NONE)
+                ir_add_output(S->f, buf[k]);
+            else
+                ir_add_update(S->f, buf[k], upd[k].kind, upd[k].index);
+        }
 }
 
 /* Skips a function body whose header could not be read: up to its closing '}'. */
@@ -846,7 +961,7 @@ static void skip_body(parser *P)
             lex(P);
             return;
         }
-        if (is_word(P, "func") || is_word(P, "param") || is_word(P, "module"))
+        if (is_word(P, "func") || is_word(P, "param") || is_word(P, "state") || is_word(P, "module"))
             return;
     }
 }
@@ -912,7 +1027,7 @@ static void parse_func(parser *P)
                 skip_line(P);
             return;
         }
-        if (is_word(P, "func") || is_word(P, "param") || is_word(P, "module")) {
+        if (is_word(P, "func") || is_word(P, "param") || is_word(P, "state") || is_word(P, "module")) {
             err_at(P, &P->tok, "missing '}' at the end of function '%s'", name);
             return;
         }
@@ -947,13 +1062,15 @@ ir_module *ir_parse_module(arena *ar, const src_file *file)
             parse_module_line(&P);
         else if (is_word(&P, "param"))
             parse_param(&P);
+        else if (is_word(&P, "state"))
+            parse_state(&P);
         else if (is_word(&P, "func"))
             parse_func(&P);
         else if (is_punct(&P, '}')) {
             err_at(&P, &P.tok, "'}' outside a function");
             skip_line(&P);
         } else {
-            expected(&P, "'module', 'param' or 'func'");
+            expected(&P, "'module', 'param', 'state' or 'func'");
             skip_line(&P);
         }
     }

@@ -2,9 +2,10 @@
  *
  *   module NAME seed=N
  *   param NAME: TYPE = INIT                              ; @line:col
+ *   state NAME: TYPE                                     ; @line:col
  *   func NAME(ARG: TYPE, ...) {                          ; @line:col
  *     %ID = OP %IN, ... ATTR=VALUE ... : TYPE            ; name @line:col
- *     return %ID, ...
+ *     return %ID, ..., update param NAME = %ID, update state NAME = %ID, ...
  *   }
  *
  * Everything the parser needs to rebuild a node exactly is printed; the layout is not
@@ -200,8 +201,21 @@ void ir_print_func(FILE *out, const ir_func *f)
     for (int i = 0; i < f->nnodes; i++)
         put_node(out, &f->nodes[i], i);
     fputs("  return", out);
-    for (int k = 0; k < f->nouts; k++)
-        fprintf(out, "%s%%%d", k ? ", " : " ", f->outs[k]);
+    for (int k = 0; k < f->nouts; k++) {
+        fputs(k ? ", " : " ", out);
+        const ir_update *u = f->updates ? &f->updates[k] : NULL;
+        const ir_module *m = f->mod;
+        if (u && u->kind == IR_UPD_PARAM) {
+            fputs("update param ", out);
+            put_name(out, m && u->index >= 0 && u->index < m->nparams ? m->params[u->index].name : "<bad param>");
+            fputs(" = ", out);
+        } else if (u && u->kind == IR_UPD_STATE) {
+            fputs("update state ", out);
+            put_name(out, m && u->index >= 0 && u->index < m->nstates ? m->states[u->index].name : "<bad state>");
+            fputs(" = ", out);
+        }
+        fprintf(out, "%%%d", f->outs[k]);
+    }
     fputs("\n}\n", out);
 }
 
@@ -233,6 +247,19 @@ static void put_param(FILE *out, const ir_param *p)
     fputc('\n', out);
 }
 
+static void put_state(FILE *out, const ir_state *st)
+{
+    fputs("state ", out);
+    put_name(out, st->name);
+    fputs(": ", out);
+    put_type(out, st->dtype, st->rank, st->shape);
+    if (st->line > 0 || st->col > 0) {
+        fputs("  ; ", out);
+        put_loc(out, st->line, st->col);
+    }
+    fputc('\n', out);
+}
+
 void ir_print_module(FILE *out, const ir_module *m)
 {
     fputs("module ", out);
@@ -240,6 +267,8 @@ void ir_print_module(FILE *out, const ir_module *m)
     fprintf(out, " seed=%" PRIu64 "\n", m->seed);
     for (int i = 0; i < m->nparams; i++)
         put_param(out, &m->params[i]);
+    for (int i = 0; i < m->nstates; i++)
+        put_state(out, &m->states[i]);
     for (int i = 0; i < m->nfuncs; i++) {
         fputc('\n', out);
         ir_print_func(out, m->funcs[i]);

@@ -168,6 +168,13 @@ static bool rule_leaf(rule_ctx *c)
         const ir_param *p = &m->params[n->i[0]];
         n->dtype = p->dtype;
         set_shape(n, p->rank, p->shape);
+    } else if (n->op == OP_state) {
+        const ir_module *m = c->f->mod;
+        if (n->i[0] < 0 || n->i[0] >= m->nstates)
+            return fail(c, "index %lld out of range (module has %d states)", (long long)n->i[0], m->nstates);
+        const ir_state *st = &m->states[n->i[0]];
+        n->dtype = st->dtype;
+        set_shape(n, st->rank, st->shape);
     } else {
         n->rank = 0;   /* const: a scalar */
     }
@@ -668,6 +675,96 @@ static bool rule_gather(rule_ctx *c)
     n->dtype = x->dtype;
     copy_shape(n, idx);
     return true;
+}
+
+/* The scatters below are the adjoints of index, gather and slice: a zero tensor of
+ * `shape` (the forward input's) with the source added in where the forward read. */
+static bool scatter_common(rule_ctx *c, const ir_node *src)
+{
+    ir_node *n = c->n;
+    if (src->dtype == DT_BOOL)
+        return fail(c, "does not take bool inputs (cast first)");
+    if (!check_dims(c, n->nlist, n->list))
+        return false;
+    if (n->i[0] < 0 || n->i[0] >= n->nlist)
+        return fail(c, "axis %lld out of range for rank %d", (long long)n->i[0], n->nlist);
+    n->dtype = src->dtype;
+    set_shape(n, n->nlist, n->list);
+    return true;
+}
+
+static bool scatter_fits(rule_ctx *c, int rank, const int64_t *want, const char *what)
+{
+    const ir_node *src = in(c, 0);
+    bool ok = src->rank == rank;
+    for (int d = 0; ok && d < rank; d++)
+        ok = src->shape[d] == want[d];
+    if (ok)
+        return true;
+    char ss[128], sw[128];
+    ir_format_shape(ss, sizeof ss, src->rank, src->shape);
+    ir_format_shape(sw, sizeof sw, rank, want);
+    return fail(c, "source of shape %s does not fit %s (expected %s)", ss, what, sw);
+}
+
+/* index_add src, idx: src has index's result shape for an input of `shape` */
+static bool rule_index_add(rule_ctx *c)
+{
+    const ir_node *src = in(c, 0), *idx = in(c, 1);
+    ir_node *n = c->n;
+    if (!ir_dtype_is_int(idx->dtype))
+        return fail(c, "indices must be i32 or i64, got %s", ir_dtype_name(idx->dtype));
+    if (!scatter_common(c, src))
+        return false;
+    int ax = (int)n->i[0];
+    if (n->rank - 1 + idx->rank > IR_MAX_RANK)
+        return fail(c, "source rank exceeds %d", IR_MAX_RANK);
+    int64_t want[IR_MAX_RANK];
+    int r = 0;
+    for (int d = 0; d < n->rank; d++) {
+        if (d != ax)
+            want[r++] = n->shape[d];
+        else
+            for (int k = 0; k < idx->rank; k++)
+                want[r++] = idx->shape[k];
+    }
+    return scatter_fits(c, r, want, "the shape indexed along the axis");
+}
+
+/* gather_add src, idx: src has idx's shape, of rank len(shape), no larger off the axis */
+static bool rule_gather_add(rule_ctx *c)
+{
+    const ir_node *src = in(c, 0), *idx = in(c, 1);
+    ir_node *n = c->n;
+    if (!ir_dtype_is_int(idx->dtype))
+        return fail(c, "indices must be i32 or i64, got %s", ir_dtype_name(idx->dtype));
+    if (!scatter_common(c, src))
+        return false;
+    if (idx->rank != n->rank)
+        return fail(c, "index must have the rank of the result (%d), got %d", n->rank, idx->rank);
+    for (int d = 0; d < n->rank; d++)
+        if (d != n->i[0] && idx->shape[d] > n->shape[d])
+            return fail(c, "index size %lld exceeds result size %lld in dimension %d", (long long)idx->shape[d],
+                        (long long)n->shape[d], d);
+    return scatter_fits(c, idx->rank, idx->shape, "the index");
+}
+
+/* slice_scatter src: src has the shape of `shape` sliced start:stop:step along axis */
+static bool rule_slice_scatter(rule_ctx *c)
+{
+    const ir_node *src = in(c, 0);
+    ir_node *n = c->n;
+    if (!scatter_common(c, src))
+        return false;
+    int64_t axis = n->i[0], start = n->i[1], stop = n->i[2], step = n->i[3];
+    if (step < 1)
+        return fail(c, "step must be positive");
+    if (start < 0 || stop < start || stop > n->shape[axis])
+        return fail(c, "bounds must satisfy 0 <= start <= stop <= %lld", (long long)n->shape[axis]);
+    int64_t want[IR_MAX_RANK];
+    memcpy(want, n->shape, sizeof want);
+    want[axis] = (stop - start + step - 1) / step;
+    return scatter_fits(c, n->rank, want, "the slice");
 }
 
 bool ir_shape_rule(const ir_func *f, ir_node *n, char *err, size_t errlen)

@@ -5,7 +5,9 @@
  *     fields outside the op's signature left zero (else the text form would lose them);
  *   - layout: each node is rebuilt with ir_append in a scratch function, which re-runs
  *     the shape rule; dtype, shape, strides, offset, storage and view_of must agree;
- *   - outputs: at least one, each a node of the function.
+ *   - outputs: at least one, each a node of the function; update outputs (training steps)
+ *     after the plain results, each with its target's dtype and shape, no target twice;
+ *   - states: valid dtypes and dims, unique names.
  * Problems print as `verify: FUNC %ID: reason`; the return value is their count. */
 #include "ir.h"
 #include <inttypes.h>
@@ -160,6 +162,64 @@ static void report_twice(vctx *v, int n, const ir_param *params)
     free(ix);
 }
 
+/* Output k of a step: a plain result before any update; an update has a valid target of
+ * its own dtype and shape that no earlier output updates. */
+static void check_update(vctx *v, const ir_module *m, const ir_func *f, int k)
+{
+    const char *fn = nm(f->name);
+    const ir_update *u = &f->updates[k];
+    if (u->kind == IR_UPD_NONE) {
+        if (k > 0 && f->updates[k - 1].kind != IR_UPD_NONE)
+            problem(v, "%s: output %d is a plain result after an update output (results come first)", fn, k);
+        return;
+    }
+    bool is_param = u->kind == IR_UPD_PARAM;
+    if (u->kind != IR_UPD_PARAM && u->kind != IR_UPD_STATE) {
+        problem(v, "%s: output %d has an unknown update kind %d", fn, k, (int)u->kind);
+        return;
+    }
+    int n = is_param ? m->nparams : m->nstates;
+    if (u->index < 0 || u->index >= n) {
+        problem(v, "%s: output %d updates %s %d, but the module has %d", fn, k, is_param ? "param" : "state",
+                u->index, n);
+        return;
+    }
+    for (int j = 0; j < k; j++)
+        if (f->updates[j].kind == u->kind && f->updates[j].index == u->index)
+            problem(v, "%s: outputs %d and %d update the same %s", fn, j, k, is_param ? "param" : "state");
+    const char *tn = is_param ? m->params[u->index].name : m->states[u->index].name;
+    ir_dtype dt = is_param ? m->params[u->index].dtype : m->states[u->index].dtype;
+    int rank = is_param ? m->params[u->index].rank : m->states[u->index].rank;
+    const int64_t *shape = is_param ? m->params[u->index].shape : m->states[u->index].shape;
+    const ir_node *o = &f->nodes[f->outs[k]];
+    bool same = o->dtype == dt && o->rank == rank;
+    for (int d = 0; same && d < rank; d++)
+        same = o->shape[d] == shape[d];
+    if (!same) {
+        char a[200], b[200];
+        fmt_ints(a, sizeof a, o->rank, o->shape);
+        fmt_ints(b, sizeof b, rank, shape);
+        problem(v, "%s: output %d (%%%d, %s%s) updates %s %s, which is %s%s", fn, k, f->outs[k],
+                ir_dtype_name(o->dtype), a, is_param ? "param" : "state", nm(tn), ir_dtype_name(dt), b);
+    }
+}
+
+static void report_states_twice(vctx *v, int n, const ir_state *states)
+{
+    named_index *ix = malloc(sizeof *ix * (size_t)(n + 1));
+    if (!ix)
+        return;
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (states[i].name)
+            ix[k++] = (named_index){states[i].name, i};
+    qsort(ix, (size_t)k, sizeof *ix, cmp_named);
+    for (int i = 1; i < k; i++)
+        if (strcmp(ix[i - 1].name, ix[i].name) == 0)
+            problem(v, "state %s: declared twice (states %d and %d)", ix[i].name, ix[i - 1].index, ix[i].index);
+    free(ix);
+}
+
 /* The scratch module holds copies of the params once for all functions (sm), so checking
  * F functions costs O(F + P), not O(F * P). */
 static void verify_func(vctx *v, const ir_module *m, ir_module *sm, const ir_func *f)
@@ -280,6 +340,8 @@ static void verify_func(vctx *v, const ir_module *m, ir_module *sm, const ir_fun
         for (int k = 0; k < f->nouts; k++)
             if (f->outs[k] < 0 || f->outs[k] >= f->nnodes)
                 problem(v, "%s: output %d is %%%d, not a node of the function", fn, k, f->outs[k]);
+            else if (f->updates)
+                check_update(v, m, f, k);
     arena_free(&tmp);
 }
 
@@ -304,6 +366,18 @@ int ir_verify(const ir_module *m, FILE *out)
             problem(&v, "param %s: unknown initializer %d", nm(p->name), (int)p->init);
     }
     report_twice(&v, m->nparams, m->params);
+    if (m->nstates < 0 || (m->nstates > 0 && !m->states)) {
+        problem(&v, "module %s: bad state array", nm(m->name));
+        return v.count;
+    }
+    for (int i = 0; i < m->nstates; i++) {
+        const ir_state *st = &m->states[i];
+        if (!st->name)
+            problem(&v, "state %d has no name", i);
+        if ((unsigned)st->dtype >= DT_COUNT || !dims_ok(st->rank, st->shape))
+            problem(&v, "state %s: bad dtype, rank or dimension", nm(st->name));
+    }
+    report_states_twice(&v, m->nstates, m->states);
     arena scratch;
     arena_init(&scratch);
     ir_module *sm = ir_module_new(&scratch, m->name);
@@ -312,6 +386,12 @@ int ir_verify(const ir_module *m, FILE *out)
         if (!p.name)
             p.name = "";
         ir_add_param(sm, &p);
+    }
+    for (int i = 0; i < m->nstates; i++) {
+        ir_state st = m->states[i];
+        if (!st.name)
+            st.name = "";
+        ir_add_state(sm, &st);
     }
     for (int i = 0; i < m->nfuncs; i++) {
         const ir_func *f = m->funcs[i];

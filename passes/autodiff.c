@@ -182,11 +182,32 @@ static void grad_leaf(ad *a, int id) { (void)a, (void)id; }
 static void grad_none(ad *a, int id) { (void)a, (void)id; }
 static void grad_stop(ad *a, int id) { (void)a, (void)id; }
 
+/* index -> index_add, gather -> gather_add: dy summed back into the rows it was read from
+ * (duplicate indices accumulate) */
 static void grad_index(ad *a, int id)
 {
-    (void)id;
-    fail(a, "gradient through tensor indexing is not supported yet (it needs a scatter-add); "
-            "wrap the indexed value in stop_gradient(...) if it needs no gradient");
+    const ir_node *n = S(a, id), *x = S(a, n->in[0]);
+    int in[2] = {a->ct[id], a->map[n->in[1]]};
+    ir_proto p = {.op = n->op == OP_index ? OP_index_add : OP_gather_add, .nin = 2, .in = in, .i = {n->i[0]},
+                  .nlist = x->rank};
+    memcpy(p.list, x->shape, sizeof(int64_t) * (size_t)x->rank);
+    give(a, n->in[0], app(a, &p));
+}
+
+/* the scatters are linear in their source: its cotangent is dy read back the way the
+ * forward op reads (index, gather, slice) */
+static void grad_scatter(ad *a, int id)
+{
+    const ir_node *n = S(a, id);
+    int dy = a->ct[id];
+    if (n->op == OP_slice_scatter) {
+        ir_proto p = {.op = OP_slice, .nin = 1, .in = &dy, .i = {n->i[0], n->i[1], n->i[2], n->i[3]}};
+        give(a, n->in[0], app(a, &p));
+        return;
+    }
+    int in[2] = {dy, a->map[n->in[1]]};
+    ir_proto p = {.op = n->op == OP_index_add ? OP_index : OP_gather, .nin = 2, .in = in, .i = {n->i[0]}};
+    give(a, n->in[0], app(a, &p));
 }
 
 static void grad_copy(ad *a, int id) { give(a, S(a, id)->in[0], a->ct[id]); }
@@ -501,11 +522,14 @@ static void grad_view(ad *a, int id)
         break;
     }
     case OP_slice:
-        if (n->i[3] != 1) {
-            fail(a, "gradient of slices with step > 1 is not supported yet");
-            return;
+        if (n->i[3] == 1) {
+            d = pad_axis(a, dy, in, n->i[0], n->i[1], n->i[2]);
+        } else {   /* strided: dy at start:stop:step of a zero tensor */
+            ir_proto p = {.op = OP_slice_scatter, .nin = 1, .in = &dy, .i = {n->i[0], n->i[1], n->i[2], n->i[3]},
+                          .nlist = in->rank};
+            memcpy(p.list, in->shape, sizeof(int64_t) * (size_t)in->rank);
+            d = app(a, &p);
         }
-        d = pad_axis(a, dy, in, n->i[0], n->i[1], n->i[2]);
         break;
     case OP_select: {
         ir_proto p = {.op = OP_unsqueeze, .nin = 1, .in = &dy, .i = {n->i[0]}};

@@ -42,6 +42,7 @@ typedef enum {
     MEM_PARAM,    /* the instance's param `index` (dense row-major) */
     MEM_OUTPUT,   /* the caller's output buffer `index`: the kernel writes the result in place */
     MEM_ARENA,    /* the instance's scratch arena at byte `offset` */
+    MEM_STATE,    /* the instance's state block at byte `offset`: state `index` */
 } pass_mem_kind;
 
 typedef struct pass_mem {
@@ -55,12 +56,19 @@ typedef struct pass_memplan {
     pass_mem *mem;        /* indexed by storage id (= owning node id); unused ids are MEM_NONE */
     int nouts;
     bool *out_copy;       /* per output: true when a final copy into the caller's buffer is
-                             needed (the value is a view, a leaf, a const, or another output) */
+                             needed (the value is a view, a leaf, a const, or another output);
+                             for an update output: a copy into its staging slot is needed */
+    int64_t *stage;       /* per output: update outputs (training steps): arena byte offset of
+                             the dense value that the export commits to the param or state
+                             after every kernel ran; -1 for plain results */
     int64_t arena_bytes;  /* total scratch */
 } pass_memplan;
 
 /* Pre: f verified. No buffer reuse yet: each kernel-written storage gets its own slot. */
 pass_memplan *pass_memplan_func(arena *ar, const ir_func *f, const pass_schedule *s);
+/* The module's state block: byte offset of each state (64-byte aligned) in offsets (may be
+ * NULL); returns the block's size in bytes. */
+int64_t pass_state_layout(const ir_module *m, int64_t *offsets);
 
 /* ---- passes/pipeline.c ----
  * schedule -> fuse (unless fuse is false: --no-fuse) -> memplan, for one function. */

@@ -6,7 +6,7 @@
 static bool is_kernel_root(const ir_node *n)
 {
     unsigned fl = ir_ops[n->op].flags;
-    return !(fl & OPF_VIEW) && n->op != OP_arg && n->op != OP_param && n->op != OP_constant;
+    return !(fl & OPF_VIEW) && n->op != OP_arg && n->op != OP_param && n->op != OP_state && n->op != OP_constant;
 }
 
 pass_schedule *pass_schedule_func(arena *ar, const ir_func *f)

@@ -60,8 +60,9 @@ void pass_print_stats(FILE *out, const ir_module *m, const ir_func *f, const pas
             e *= f->args[i].shape[d];
         io += e;
     }
-    for (int k = 0; k < f->nouts; k++)
+    for (int k = 0; k < ir_num_results(f); k++)   /* update outputs live in the arena */
         io += node_bytes(&f->nodes[f->outs[k]]);
+    int64_t state = pass_state_layout(m, NULL);
     int copies = 0;
     for (int k = 0; k < f->nouts; k++)
         copies += p->out_copy[k];
@@ -71,6 +72,12 @@ void pass_print_stats(FILE *out, const ir_module *m, const ir_func *f, const pas
     fprintf(out, "  bytes moved  %lld\n", (long long)moved);
     fprintf(out, "  arena        %lld bytes\n", (long long)p->arena_bytes);
     fprintf(out, "  params       %lld bytes\n", (long long)params);
+    if (state > 0) {   /* optimizer state of the module's training steps */
+        fprintf(out, "  state        %lld bytes\n", (long long)state);
+        fprintf(out, "  peak memory  %lld bytes (arena + params + state + arguments and results)\n",
+                (long long)(p->arena_bytes + params + state + io));
+        return;
+    }
     fprintf(out, "  peak memory  %lld bytes (arena + params + arguments and results)\n",
             (long long)(p->arena_bytes + params + io));
 }

@@ -356,6 +356,8 @@ void tdsl_rt_reset_params(tdsl_instance *inst, uint64_t seed)
         tdsl_rt_fail(inst, TDSL_ERR_NOMEM, "%s: out of memory re-initializing the params", inst->desc->name);
         return;
     }
+    /* a fresh start for training too: optimizer state (moments, step counts) back to zero */
+    memset(inst->state, 0, (size_t)inst->desc->state_bytes);
     inst->opts.seed = seed;
 }
 

@@ -165,6 +165,8 @@ static ir_module *compile(arena *ar, const options *o, src_file *src, ast_file *
     if (ends_with(o->file, ".ir")) {
         ir_module *m = ir_parse_module(ar, src);
         timed(o, "parse-ir", t0);
+        if (m && o->name)
+            m->name = o->name;   /* --name renames a module read from text IR too */
         return m;
     }
     ast_file *ast = parse_file(ar, src);
@@ -414,8 +416,10 @@ static bool load_params(const options *o, const ir_module *m, host_tensor *param
             bool used = false;
             for (int j = 0; j < m->nparams; j++)
                 used |= strcmp(m->params[j].name, s->name) == 0;
-            if (!used)
-                fprintf(stderr, "tdslc: warning: %s: tensor '%s' matches no param; ignored\n", o->params, s->name);
+            if (!used) {   /* a file from another model: refused, as <module>_load refuses it */
+                fprintf(stderr, "tdslc: %s: tensor '%s' matches no param of the module\n", o->params, s->name);
+                ok = false;
+            }
         }
         st_close(st);
     }
@@ -438,12 +442,13 @@ static void print_run_error(const options *o, const char *msg)
 static int run_jit(const options *o, ir_module *m, ir_func *f, host_tensor *args, host_tensor *outs)
 {
     char err[512];
-    if (f->nargs + f->nouts > CG_MAX_CALL_BUFFERS) {
+    int nres = ir_num_results(f);   /* a training step's updates stay inside the instance */
+    if (f->nargs + nres > CG_MAX_CALL_BUFFERS) {
         fprintf(stderr, "tdslc: --engine jit runs exports of at most %d arguments and results; use --engine interp\n",
                 CG_MAX_CALL_BUFFERS);
         return -1;
     }
-    for (int k = 0; k < f->nouts; k++) {
+    for (int k = 0; k < nres; k++) {
         const ir_node *n = &f->nodes[f->outs[k]];
         if (!host_tensor_alloc(&outs[k], n->dtype, n->rank, n->shape)) {
             fprintf(stderr, "tdslc: out of memory for result %d\n", k);
@@ -492,10 +497,10 @@ static int run_jit(const options *o, ir_module *m, ir_func *f, host_tensor *args
             void *ptrs[CG_MAX_CALL_BUFFERS];
             for (int k = 0; k < f->nargs; k++)
                 ptrs[k] = args[k].data;
-            for (int k = 0; k < f->nouts; k++)
+            for (int k = 0; k < nres; k++)
                 ptrs[f->nargs + k] = outs[k].data;
             t0 = now_ms();
-            rc = cg_call_export(fns[4], inst, f->nargs + f->nouts, ptrs);
+            rc = cg_call_export(fns[4], inst, f->nargs + nres, ptrs);
             timed(o, "call", t0);
             if (rc != 0)
                 print_run_error(o, error(inst));
@@ -558,12 +563,19 @@ static int cmd_run(const options *o, ir_module *m)
         }
     }
     int rc = EXIT_INPUT;
+    int nres = ir_num_results(f);   /* a training step prints F's value, not its updates */
     host_tensor *args = calloc((size_t)f->nargs + 1, sizeof *args);
     host_tensor *params = calloc((size_t)m->nparams + 1, sizeof *params);
+    host_tensor *states = calloc((size_t)m->nstates + 1, sizeof *states);
     host_tensor *outs = calloc((size_t)f->nouts + 1, sizeof *outs);
     char err[512];
-    if (!args || !params || !outs)
+    if (!args || !params || !states || !outs)
         goto done;
+    for (int j = 0; j < m->nstates; j++)   /* optimizer state starts at zero, as in an instance */
+        if (!host_tensor_alloc(&states[j], m->states[j].dtype, m->states[j].rank, m->states[j].shape)) {
+            fprintf(stderr, "tdslc: out of memory for state '%s'\n", m->states[j].name);
+            goto done;
+        }
     if (!load_args(o, f, args))
         goto done;
     if (strcmp(engine, "jit") == 0) {
@@ -571,19 +583,19 @@ static int cmd_run(const options *o, ir_module *m)
             goto done;   /* run_jit said why */
     } else if (!load_params(o, m, params)) {
         goto done;   /* load_params said why */
-    } else if (ir_eval(f, args, params, outs, &(ir_eval_opts){0}, err, sizeof err) != 0) {
+    } else if (ir_eval_step(f, args, params, states, outs, &(ir_eval_opts){0}, err, sizeof err) != 0) {
         print_run_error(o, err);   /* the evaluator puts the node's LINE:COL first too */
         goto done;
     }
     rc = 0;
     const char *out = o->out ? o->out : "-";
-    for (int k = 0; k < f->nouts && rc == 0; k++) {
+    for (int k = 0; k < nres && rc == 0; k++) {
         if (strcmp(out, "-") == 0) {
             print_array(stdout, &outs[k]);
             continue;
         }
         char path[4096];
-        if (f->nouts == 1)
+        if (nres == 1)
             snprintf(path, sizeof path, "%s", out);
         else   /* a tuple: PREFIX.k.npy */
             snprintf(path, sizeof path, "%.*s.%d.npy",
@@ -598,10 +610,13 @@ done:
         host_tensor_free(&args[j]);
     for (int j = 0; params && j < m->nparams; j++)
         host_tensor_free(&params[j]);
+    for (int j = 0; states && j < m->nstates; j++)
+        host_tensor_free(&states[j]);
     for (int j = 0; outs && j < f->nouts; j++)
         host_tensor_free(&outs[j]);
     free(args);
     free(params);
+    free(states);
     free(outs);
     return rc;
 }
@@ -656,6 +671,8 @@ static int cmd_build(const options *o, ir_module *m)
                 rc = EXIT_INPUT;
             }
         }
+        if (rc != 0)
+            remove(obj);   /* an object without its header is no use: leave neither */
     }
     arena_free(&ar);
     return rc;

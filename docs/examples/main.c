@@ -158,7 +158,7 @@ int main(int argc, char **argv)
         check(jobs[i].rc == 0 && memcmp(jobs[i].out, z, sizeof z) == 0, "a thread's own instance (seed 42) agrees");
 
     /* 9. gradients: tiny_grads gives the loss, dW and db; an SGD step is written here in C
-     *    on the param memory (the spec's compiled `sgd` step is not in this version) */
+     *    on the param memory (an `export step = sgd(...)` does it in one call: docs/training.md) */
     float loss0 = 0, dW[IN * C], db[C];
     rc = tiny_grads(m, x, labels, &loss0, dW, db);
     check(rc == 0 && fabsf(loss0 - loss) < 1e-6f, "tiny_grads' loss equals tiny_evaluate's");

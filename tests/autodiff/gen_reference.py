@@ -4,8 +4,10 @@
 Run with Debian's python3 (python3-torch): /usr/bin/python3 tests/autodiff/gen_reference.py
 Writes data/<prog>.in.<arg>.npy, data/<prog>.param.<name>.npy and data/<prog>.out.<k>.npy
 (k = 0: the loss, then one gradient per wrt entry in the export's order). The .npy files
-are committed: CI has no Python. Each program's torch code mirrors its .tdsl file."""
+are committed: CI has no Python. Each program's torch code mirrors its .tdsl file.
+Program names as arguments write only those (the random draws stay the same)."""
 import os
+import sys
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -13,6 +15,7 @@ import torch.nn.functional as F
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, "data")
 rng = np.random.default_rng(1234)
+ONLY = set(sys.argv[1:])
 
 
 def f32(*shape, scale=1.0):
@@ -25,6 +28,8 @@ def save(prog, kind, name, arr):
 
 def run(prog, ins, params, fn, wrt):
     """ins/params: name -> numpy; fn(t) -> loss from a dict of tensors; wrt: names in order."""
+    if ONLY and prog not in ONLY:
+        return
     for k, v in ins.items():
         save(prog, "in", k, v)
     for k, v in params.items():
@@ -63,6 +68,14 @@ def bias_broadcast(t):
     return (torch.amax(z, 1) ** 2).sum() + (torch.sigmoid(y[:, 1:3, :]) * torch.log_softmax(x[:, 1:3, :], 2)).mean()
 
 
+def embedding(t):
+    emb = t["C"][t["ix"]]
+    h = torch.tanh(emb.view(6, 12) @ t["W1"] + t["b1"])
+    logits = h @ t["W2"] + t["b2"]
+    picked = torch.gather(logits, 1, t["y"].unsqueeze(1))
+    return F.cross_entropy(logits, t["y"]) + (h[:, ::3] ** 2).mean() - 0.1 * picked.mean()
+
+
 def main():
     os.makedirs(DATA, exist_ok=True)
     torch.set_default_dtype(torch.float32)
@@ -78,6 +91,11 @@ def main():
     run("bias_broadcast", {"x": f32(2, 3, 4)}, {"s": np.array(0.7, dtype=np.float32), "rb": f32(4, scale=0.3),
                                                 "cb": f32(3, 1, scale=0.3)},
         bias_broadcast, ["s", "rb", "cb"])
+    run("embedding", {"ix": rng.integers(-7, 7, size=(6, 4)).astype(np.int64),
+                      "y": rng.integers(0, 7, size=6).astype(np.int64)},
+        {"C": f32(7, 3), "W1": f32(12, 10, scale=0.4), "b1": f32(10, scale=0.1), "W2": f32(10, 7, scale=0.4),
+         "b2": f32(7, scale=0.1)},
+        embedding, ["C", "W1", "b1", "W2", "b2"])
 
 
 if __name__ == "__main__":

@@ -104,19 +104,21 @@ fail:
     return -1;
 }
 
-/* Calls export f of module mod with args; allocates outs (f->nouts). Returns the status;
- * on failure err holds the instance's message. */
+/* Calls export f of module mod with args; allocates outs (its results: ir_num_results(f),
+ * a training step's updates stay in the instance). Returns the status; on failure err holds
+ * the instance's message. */
 static int engine_call(const compiled *c, const char *mod, const ir_func *f, const host_tensor *args,
                        host_tensor *outs, char *err, size_t errlen)
 {
     void *bufs[CG_MAX_CALL_BUFFERS];
-    if (f->nargs + f->nouts > CG_MAX_CALL_BUFFERS) {
+    int nres = ir_num_results(f);
+    if (f->nargs + nres > CG_MAX_CALL_BUFFERS) {
         snprintf(err, errlen, "too many buffers");
         return -1;
     }
     for (int a = 0; a < f->nargs; a++)
         bufs[a] = args[a].data;
-    for (int k = 0; k < f->nouts; k++) {
+    for (int k = 0; k < nres; k++) {
         const ir_node *n = &f->nodes[f->outs[k]];
         if (!host_tensor_alloc(&outs[k], n->dtype, n->rank, n->shape)) {
             snprintf(err, errlen, "out of memory");
@@ -129,7 +131,7 @@ static int engine_call(const compiled *c, const char *mod, const ir_func *f, con
         snprintf(err, errlen, "%s: no symbol %s_%s", c->engine, mod, f->name);
         return -1;
     }
-    int rc = cg_call_export(fp, c->inst, f->nargs + f->nouts, bufs);
+    int rc = cg_call_export(fp, c->inst, f->nargs + nres, bufs);
     if (rc != 0)
         snprintf(err, errlen, "%s", c->error(c->inst));
     return rc;

@@ -194,6 +194,7 @@ static const char *all_ops_text =
     "param W: f32[3, 4] = normal(0, 0.05)   ; @3:1\n"
     "param b: f32[4]            # default init: zeros\n"
     "param g: f32[4] = ones\n"
+    "state s: i64[2]   ; @5:1\n"
     "\n"
     "func f(x: f32[2, 3], y: i64[2], m: bool[2, 4]) {   ; @10:1\n"
     "  %0 = arg index=0 : f32[2, 3]      ; x @10:8\n"
@@ -273,6 +274,10 @@ static const char *all_ops_text =
     "  %74 = eye n=3 : f32[3, 3]\n"
     "  %75 = arange start=5 stop=0 step=-2 : i32[3]\n"
     "  %76 = const value=nan : f64\n"
+    "  %77 = index_add %69, %55 axis=0 shape=[4, 6] : f32[4, 6]\n"
+    "  %78 = gather_add %70, %59 axis=1 shape=[2, 6] : f32[2, 6]\n"
+    "  %79 = slice_scatter %62 axis=0 start=1 stop=4 step=2 shape=[4, 2] : f32[4, 2]\n"
+    "  %80 = state index=0 : i64[2]\n"
     "\n"
     "  return %44, %56, %62, %66, %70\n"
     "}\n";
@@ -329,7 +334,7 @@ START_TEST(every_op_parses)
     ir_func *f = ir_module_find(m, "f");
     ck_assert_ptr_nonnull(f);
     ck_assert_int_eq(f->line, 10);
-    ck_assert_int_eq(f->nnodes, 77);
+    ck_assert_int_eq(f->nnodes, 81);
     ck_assert_int_eq(f->nouts, 5);
     bool seen[OP_COUNT] = {0};
     for (int i = 0; i < f->nnodes; i++)
@@ -454,7 +459,7 @@ START_TEST(structural_errors)
         {"module m\n}\n", "2:1: error: '}' outside a function"},
         {"module m\nfunc f() {\n  %0 = const value=1 : f32 ; \"unterminated\n  return %0\n}\n", "3:30: error: expected end of line, found unterminated string"},
         {"module m seed=-1\n", "1:15: error: expected the seed"},
-        {"module m\nfunc f() {\n  %0 = const value=1 : f32\n  return %0\n}\n\x01\n", "6:1: error: expected 'module', 'param' or 'func', found stray byte 0x01"},
+        {"module m\nfunc f() {\n  %0 = const value=1 : f32\n  return %0\n}\n\x01\n", "6:1: error: expected 'module', 'param', 'state' or 'func', found stray byte 0x01"},
     };
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
         arena ar;

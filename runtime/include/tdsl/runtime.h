@@ -105,7 +105,7 @@ void tdsl_rt_parallel_for(tdsl_instance *inst, int64_t n, tdsl_task_fn fn, void 
 int  tdsl_rt_save(const tdsl_instance *inst, const char *path);   /* safetensors, atomic */
 int  tdsl_rt_load(tdsl_instance *inst, const char *path);         /* checks names, dtypes, shapes */
 tdsl_tensor tdsl_rt_param(tdsl_instance *inst, int i);
-/* Re-initializes every param from the seed (as at create). */
+/* Re-initializes every param from the seed and zeroes the state block (as at create). */
 void tdsl_rt_reset_params(tdsl_instance *inst, uint64_t seed);
 
 #ifdef __cplusplus
