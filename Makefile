@@ -35,6 +35,8 @@ demo: build
 	else \
 	  echo "demo: samples/lessons/run.sh is not written yet; tdslc is at build/tdslc"; \
 	fi
+	@echo "build/samples/digits/digits --out build/samples/digits/digits.safetensors"
+	@build/samples/digits/digits --out build/samples/digits/digits.safetensors
 
 test: build
 	ctest --test-dir build --output-on-failure

@@ -162,7 +162,7 @@ LLVMValueRef cg_runtime_fn(cg_llvm *cg, const char *name, LLVMTypeRef *fn_type)
 
 static LLVMValueRef call_rt(cg_llvm *cg, const char *name, LLVMValueRef *args, unsigned n)
 {
-    LLVMTypeRef ty;
+    LLVMTypeRef ty = NULL;
     LLVMValueRef fn = cg_runtime_fn(cg, name, &ty);
     return LLVMBuildCall2(cg->b, ty, fn, args, n, "");
 }

@@ -11,6 +11,7 @@ PACKAGES=(
   llvm-16-dev                        # codegen (LLVM 16 C API)
   clang libclang-rt-14-dev           # clang 14 + its libFuzzer runtime (only a Recommends of clang)
   libopenblas-dev                    # bench/matmul only (cblas_sgemm baseline)
+  wamerican                          # samples/makemore word list (/usr/share/dict/american-english)
 )
 
 missing=()
