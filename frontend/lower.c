@@ -71,9 +71,18 @@ typedef struct lower_ctx {
     src_loc loc;            /* location of the expression being lowered */
     const char *bind_name;  /* name the current statement binds, for node names */
     const ast_decl *grad_export;   /* the grad export being lowered, or NULL */
-    int nwarned_custom;            /* custom gradient blocks already warned about */
-    const ast_decl *warned_custom[64];
+    /* custom-gradient regions of the function being differentiated (passes.h) */
+    int ncustom, customcap;
+    pass_custom *customs;
+    int in_custom;                 /* > 0 inside a recorded region: inner ones are not recorded */
 } lower_ctx;
+
+/* What the custom gradient of one inlined call needs later (pass_custom.data). */
+typedef struct custom_rec {
+    const ast_decl *fn;
+    binding *scope;                /* the call's bindings (arguments, body) after its body */
+    src_loc call_loc;
+} custom_rec;
 
 static const value VERR = {.k = V_ERR};
 
@@ -2260,16 +2269,191 @@ static bool check_type(lower_ctx *c, value v, const ast_expr *t, const char *wha
     return true;
 }
 
-/* Custom `grad (dy) { }` blocks are parsed and checked but not used yet: say so once per fn. */
-static void warn_custom_grad(lower_ctx *c, const ast_decl *fn)
+/* appends the tensor nodes of v (lists too) to keep */
+static void keep_value(lower_ctx *c, value v, int **keep, int *n, int *cap)
 {
-    for (int k = 0; k < c->nwarned_custom; k++)
-        if (c->warned_custom[k] == fn)
-            return;
-    if (c->nwarned_custom < 64)
-        c->warned_custom[c->nwarned_custom++] = fn;
-    diag_warning(fn->grad_loc, "the custom gradient of '%s' is not used yet: grad export '%s' differentiates its body "
-                               "automatically", fn->name, c->grad_export->name);
+    if (v.k == V_LIST) {
+        for (int k = 0; k < v.n; k++)
+            keep_value(c, v.items[k], keep, n, cap);
+        return;
+    }
+    if (v.k != V_TENSOR)
+        return;
+    if (*n == *cap) {
+        int *m = arena_alloc(c->ar, sizeof(int) * (size_t)*cap * 2);
+        memcpy(m, *keep, sizeof(int) * (size_t)*n);
+        *keep = m;
+        *cap *= 2;
+    }
+    (*keep)[(*n)++] = v.id;
+}
+
+/* Records the region of an inlined call of fn (a helper with a custom gradient). */
+static value record_custom(lower_ctx *c, const ast_decl *fn, value r, const value *args, int first, binding *inner,
+                           src_loc call_loc)
+{
+    if (is_number(r) || (r.k == V_TENSOR && !ir_dtype_is_float(node(c, r.id)->dtype)))
+        return r;   /* carries no gradient: nothing to record */
+    if (r.k != V_TENSOR) {
+        diag_error(call_loc, "'%s' has a custom gradient, so it must return one tensor, got %s", fn->name,
+                   vkind_name(r.k));
+        diag_note(fn->grad_loc, "the custom gradient is here");
+        return VERR;
+    }
+    if (fn->ngrad_params != 1) {
+        diag_error(fn->grad_loc, "the custom gradient of '%s' takes one parameter, the cotangent of its result "
+                                 "(grad (dy) { ... }), got %d", fn->name, fn->ngrad_params);
+        return VERR;
+    }
+    if (r.id < first || node(c, r.id)->op == OP_param) {   /* `return x`, `return W`: a node of its own */
+        src_loc saved = c->loc;
+        c->loc = call_loc;
+        r = emit1(c, OP_copy, r.id);
+        c->loc = saved;
+        if (r.k == V_ERR)
+            return VERR;
+    }
+    int *ids = arena_alloc(c->ar, sizeof(int) * (size_t)(fn->nparams ? fn->nparams : 1));
+    for (int k = 0; k < fn->nparams; k++)
+        ids[k] = args[k].k == V_TENSOR ? args[k].id : -1;
+    int nkeep = 0, keepcap = 16;
+    int *keep = arena_alloc(c->ar, sizeof(int) * (size_t)keepcap);
+    for (binding *b = inner; b; b = b->next)
+        keep_value(c, b->v, &keep, &nkeep, &keepcap);
+    custom_rec *rec = arena_alloc(c->ar, sizeof *rec);
+    rec->fn = fn;
+    rec->scope = inner;
+    rec->call_loc = call_loc;
+    if (c->ncustom == c->customcap) {
+        int cap = c->customcap ? 2 * c->customcap : 8;
+        pass_custom *n = arena_alloc(c->ar, sizeof *n * (size_t)cap);
+        if (c->ncustom)
+            memcpy(n, c->customs, sizeof *n * (size_t)c->ncustom);
+        c->customs = n;
+        c->customcap = cap;
+    }
+    c->customs[c->ncustom++] = (pass_custom){.result = r.id, .nargs = fn->nparams, .args = ids, .nkeep = nkeep,
+                                             .keep = keep, .data = rec};
+    return r;
+}
+
+/* v with its tensors moved from F to the gradient function (map); false if one is missing */
+static bool remap_value(lower_ctx *c, value *v, const int *map)
+{
+    if (v->k == V_TENSOR) {
+        if (map[v->id] < 0)
+            return false;
+        v->id = map[v->id];
+    } else if (v->k == V_LIST) {
+        value *items = arena_alloc(c->ar, sizeof *items * (size_t)(v->n ? v->n : 1));
+        for (int k = 0; k < v->n; k++) {
+            items[k] = v->items[k];
+            if (!remap_value(c, &items[k], map))
+                return false;
+        }
+        v->items = items;
+    }
+    return true;
+}
+
+/* pass_custom_fn: lowers the grad block of one region into the gradient function dst. */
+static int emit_custom_grad(void *ctx, const ir_func *src, ir_func *dst, const pass_custom *r, const int *map, int dy,
+                            int *cts)
+{
+    lower_ctx *c = ctx;
+    const custom_rec *rec = r->data;
+    const ast_decl *fn = rec->fn;
+    /* the lowering's state is reused: save what this changes */
+    ir_func *sfn = c->fn;
+    binding *sscope = c->scope;
+    int *sparam = c->param_nodes, sdepth = c->depth, sin = c->in_custom;
+    const ast_decl *sexport = c->grad_export;
+    src_loc sloc = c->loc;
+    const char *sbind = c->bind_name;
+    int errors = diag_error_count();
+    c->fn = dst;
+    c->scope = NULL;
+    c->grad_export = NULL;   /* helpers called by the block just run forward */
+    c->in_custom = 1;
+    c->bind_name = NULL;
+    c->loc = fn->grad_loc;
+    c->param_nodes = arena_alloc(c->ar, sizeof(int) * (size_t)(c->mod->nparams + 1));
+    for (int k = 0; k < c->mod->nparams; k++)
+        c->param_nodes[k] = -1;
+    for (int id = 0; id < dst->nnodes; id++)
+        if (dst->nodes[id].op == OP_param)
+            c->param_nodes[dst->nodes[id].i[0]] = id;
+    /* the call's bindings, oldest first, so the newest of each name wins */
+    int nb = 0;
+    for (binding *b = rec->scope; b; b = b->next)
+        nb++;
+    binding **bs = arena_alloc(c->ar, sizeof *bs * (size_t)(nb ? nb : 1));
+    nb = 0;
+    for (binding *b = rec->scope; b; b = b->next)
+        bs[nb++] = b;
+    bool ok = true;
+    for (int k = nb - 1; k >= 0; k--) {
+        value v = bs[k]->v;
+        if (remap_value(c, &v, map))
+            bind_quiet(c, bs[k]->name, v);
+    }
+    bind_quiet(c, fn->grad_params[0].name, vtensor(dy));
+    c->depth = 0;   /* the block may call fn itself: not a recursion */
+    exec_state st = {0};
+    exec_block(c, fn->grad_body, fn->ngrad_body, &st);
+    if (diag_error_count() == errors && !st.returned) {
+        diag_error(fn->grad_loc, "the custom gradient of '%s' ends without a return", fn->name);
+        ok = false;
+    }
+    int n = st.ret.k == V_LIST && st.ret.tuple ? st.ret.n : 1;
+    if (ok && diag_error_count() == errors && n != fn->nparams) {
+        diag_error(st.ret_loc, "the custom gradient of '%s' returns %d cotangent%s; it needs %d, one per argument of "
+                               "'%s' (none for an argument without a gradient)", fn->name, n, n == 1 ? "" : "s",
+                   fn->nparams, fn->name);
+        ok = false;
+    }
+    for (int k = 0; ok && diag_error_count() == errors && k < n; k++) {
+        value v = n == 1 && !(st.ret.k == V_LIST && st.ret.tuple) ? st.ret : st.ret.items[k];
+        int a = r->args[k];
+        if (v.k == V_NONE || a < 0)
+            continue;   /* no gradient: zeros; a number argument carries none */
+        const ir_node *an = &src->nodes[a];
+        char want[160], got[160];
+        type_str(want, sizeof want, an->dtype, an->rank, an->shape);
+        if (is_number(v)) {
+            c->loc = st.ret_loc;
+            v = to_tensor(c, v);
+        }
+        if (v.k != V_TENSOR) {
+            diag_error(st.ret_loc, "cotangent %d of the custom gradient of '%s' (for argument '%s') should be a tensor "
+                                   "%s or none, got %s", k, fn->name, fn->params[k].name, want, vkind_name(v.k));
+            ok = false;
+            break;
+        }
+        const ir_node *g = &dst->nodes[v.id];
+        if (g->dtype != an->dtype || g->rank != an->rank ||
+            memcmp(g->shape, an->shape, sizeof(int64_t) * (size_t)an->rank) != 0) {
+            type_str(got, sizeof got, g->dtype, g->rank, g->shape);
+            diag_error(st.ret_loc, "cotangent %d of the custom gradient of '%s' is %s, but argument '%s' is %s: they "
+                                   "must match", k, fn->name, got, fn->params[k].name, want);
+            ok = false;
+            break;
+        }
+        cts[k] = v.id;
+    }
+    if (diag_error_count() > errors) {
+        diag_note(rec->call_loc, "in the custom gradient of the call of '%s' here", fn->name);
+        ok = false;
+    }
+    c->fn = sfn;
+    c->scope = sscope;
+    c->param_nodes = sparam;
+    c->depth = sdepth;
+    c->in_custom = sin;
+    c->grad_export = sexport;
+    c->loc = sloc;
+    c->bind_name = sbind;
+    return ok ? 0 : -1;
 }
 
 static value call_fn(lower_ctx *c, const ast_decl *fn, int npos, value *pos, const ast_arg *kw, int nkw,
@@ -2326,8 +2510,11 @@ static value call_fn(lower_ctx *c, const ast_decl *fn, int npos, value *pos, con
             diag_note(fn->loc, "'%s' is defined here", fn->name);
             return VERR;
         }
-    if (fn->has_grad && c->grad_export)
-        warn_custom_grad(c, fn);
+    /* a call of a helper with a custom gradient, in a function being differentiated, is a
+     * region (outermost only); elsewhere the block is unused and the call just runs */
+    bool region = fn->has_grad && c->grad_export && c->in_custom == 0 && c->fn;
+    int first = region ? c->fn->nnodes : 0;
+    c->in_custom += region;
     binding *saved = c->scope;
     c->scope = NULL;
     c->stack[c->depth++] = fn;
@@ -2345,7 +2532,9 @@ static value call_fn(lower_ctx *c, const ast_decl *fn, int npos, value *pos, con
     if (ok)
         exec_block(c, fn->body, fn->nbody, &st);
     c->depth--;
+    binding *inner = c->scope;
     c->scope = saved;
+    c->in_custom -= region;
     value r = st.ret;
     if (ok && !st.returned && diag_error_count() == errors) {
         diag_error(fn->loc, "fn '%s' ends without a return", fn->name);
@@ -2361,6 +2550,8 @@ static value call_fn(lower_ctx *c, const ast_decl *fn, int npos, value *pos, con
         if (!check_type(c, r, fn->type, what, st.ret_loc))
             return VERR;
     }
+    if (region && r.k != V_ERR)
+        r = record_custom(c, fn, r, args, first, inner, call_loc);
     return r;
 }
 
@@ -2664,10 +2855,13 @@ static ir_func *differentiate(lower_ctx *c, const ast_decl *d, const ast_decl *f
     /* F's body into a scratch function */
     int nf = c->mod->nfuncs, errors = diag_error_count();
     c->grad_export = d;
-    if (fn->has_grad)
-        warn_custom_grad(c, fn);
+    c->ncustom = 0;
+    c->in_custom = 0;
     lower_export_fn(c, fn);
     c->grad_export = NULL;
+    int ncustom = c->ncustom;
+    const pass_custom *customs = c->customs;
+    c->ncustom = 0;
     ir_func *F = c->mod->nfuncs > nf ? c->mod->funcs[c->mod->nfuncs - 1] : NULL;
     if (diag_error_count() > errors || !F) {
         if (F)
@@ -2704,9 +2898,12 @@ static ir_func *differentiate(lower_ctx *c, const ast_decl *d, const ast_decl *f
     bool indep[128];
     int eline, ecol;
     char err[512];
-    ir_func *G = pass_autodiff(F, d->name, nwrt, wrt, indep, &eline, &ecol, err, sizeof err);
+    int errors2 = diag_error_count();
+    ir_func *G = pass_autodiff_custom(F, d->name, nwrt, wrt, indep, ncustom, customs, emit_custom_grad, c, &eline,
+                                      &ecol, err, sizeof err);
     if (!G) {
-        diag_error(src_loc_make(c->file->file, eline, ecol), "%s", err);
+        if (diag_error_count() == errors2)   /* a custom gradient reports its own errors */
+            diag_error(src_loc_make(c->file->file, eline, ecol), "%s", err);
         diag_note(v->loc, "while differentiating '%s' for export '%s'", fn->name, d->name);
         return NULL;
     }

@@ -588,6 +588,50 @@ void pass_drop_func(ir_module *m, const ir_func *f)
 ir_func *pass_autodiff(ir_func *F, const char *name, int nwrt, const pass_wrt *wrt, bool *independent,
                        int *err_line, int *err_col, char *err, size_t errlen)
 {
+    return pass_autodiff_custom(F, name, nwrt, wrt, independent, 0, NULL, NULL, NULL, err_line, err_col, err, errlen);
+}
+
+/* node id's custom region, or NULL */
+static const pass_custom *region_of(int ncustom, const pass_custom *customs, int id)
+{
+    for (int k = 0; k < ncustom; k++)
+        if (customs[k].result == id)
+            return &customs[k];
+    return NULL;
+}
+
+/* A region's result: the custom gradient block gives the arguments' cotangents. Interior
+ * nodes get no cotangent from the result (only from users outside the region, if any). */
+static void grad_custom(ad *a, int id, const pass_custom *r, pass_custom_fn emit, void *ctx)
+{
+    int cts[64];
+    if (r->nargs > 64) {
+        fail(a, "a custom gradient supports at most 64 arguments");
+        return;
+    }
+    for (int k = 0; k < r->nargs; k++)
+        cts[k] = -1;
+    if (!emit || emit(ctx, a->src, a->dst, r, a->map, a->ct[id], cts) != 0) {
+        fail(a, "the custom gradient failed");
+        return;
+    }
+    for (int k = 0; k < r->nargs && !a->failed; k++) {
+        if (r->args[k] < 0 || cts[k] < 0)
+            continue;
+        const ir_node *s = S(a, r->args[k]), *g = D(a, cts[k]);
+        if (s->rank != g->rank || memcmp(s->shape, g->shape, sizeof(int64_t) * (size_t)s->rank) != 0 ||
+            s->dtype != g->dtype) {   /* the lowering checks first, with names: a safety net */
+            fail(a, "custom gradient: cotangent %d does not match its argument's type", k);
+            return;
+        }
+        give(a, r->args[k], cts[k]);
+    }
+}
+
+ir_func *pass_autodiff_custom(ir_func *F, const char *name, int nwrt, const pass_wrt *wrt, bool *independent,
+                              int ncustom, const pass_custom *customs, pass_custom_fn emit, void *ctx,
+                              int *err_line, int *err_col, char *err, size_t errlen)
+{
     ir_module *m = F->mod;
     arena *ar = m->ar;
     int nn = F->nnodes;
@@ -614,9 +658,19 @@ ir_func *pass_autodiff(ir_func *F, const char *name, int nwrt, const pass_wrt *w
     int *leaf = arena_alloc(ar, sizeof(int) * (size_t)(nwrt ? nwrt : 1));
     memset(live, 0, sizeof(bool) * (size_t)nn);
     live[F->outs[0]] = true;
-    for (int id = nn - 1; id >= 0; id--)
+    for (int id = nn - 1; id >= 0; id--) {
+        const pass_custom *r = live[id] ? region_of(ncustom, customs, id) : NULL;
+        if (r) {   /* the gradient block may read any body binding or argument */
+            for (int k = 0; k < r->nkeep; k++)
+                if (r->keep[k] >= 0 && r->keep[k] < id)
+                    live[r->keep[k]] = true;
+            for (int k = 0; k < r->nargs; k++)
+                if (r->args[k] >= 0 && r->args[k] < nn)
+                    live[r->args[k]] = true;
+        }
         for (int k = 0; live[id] && k < F->nodes[id].nin; k++)
             live[F->nodes[id].in[k]] = true;
+    }
     for (int w = 0; w < nwrt; w++) {
         leaf[w] = -1;
         for (int id = 0; id < nn && leaf[w] < 0; id++)
@@ -671,7 +725,11 @@ ir_func *pass_autodiff(ir_func *F, const char *name, int nwrt, const pass_wrt *w
             continue;
         a->line = F->nodes[id].line;
         a->col = F->nodes[id].col;
-        rules[F->nodes[id].op](a, id);
+        const pass_custom *r = region_of(ncustom, customs, id);
+        if (r)
+            grad_custom(a, id, r, emit, ctx);
+        else
+            rules[F->nodes[id].op](a, id);
     }
     if (!a->failed) {
         ir_add_output(G, a->map[root]);

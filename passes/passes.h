@@ -98,6 +98,27 @@ typedef struct pass_wrt {
 } pass_wrt;
 ir_func *pass_autodiff(ir_func *F, const char *name, int nwrt, const pass_wrt *wrt, bool *independent,
                        int *err_line, int *err_col, char *err, size_t errlen);
+/* Custom-gradient regions (docs/autodiff.md): the inlined call of a helper fn with a
+ * `grad (dy) { }` block. They live only between the lowering and autodiff (never in the
+ * IR or its text form). result: F's node of the call's value (made by the call); args:
+ * F's node of each argument (-1: not a tensor); keep: F's nodes the block may read (the
+ * call's bindings), kept live; data: the lowering's. At `result`, autodiff does not use the op
+ * rules: it calls emit, which builds the gradient block into dst (map: F id -> dst id of
+ * the re-emitted forward value; dy: dst id of the result's cotangent) and fills cts[k]
+ * with the dst id of argument k's cotangent (-1: none). emit returns 0, or -1 after
+ * reporting its error. Nested regions: the lowering records only the outermost. */
+typedef struct pass_custom {
+    int result;
+    int nargs, nkeep;
+    const int *args, *keep;
+    void *data;
+} pass_custom;
+typedef int (*pass_custom_fn)(void *ctx, const ir_func *src, ir_func *dst, const pass_custom *r, const int *map,
+                              int dy, int *cts);
+/* pass_autodiff with custom-gradient regions (ncustom may be 0, emit then unused). */
+ir_func *pass_autodiff_custom(ir_func *F, const char *name, int nwrt, const pass_wrt *wrt, bool *independent,
+                              int ncustom, const pass_custom *customs, pass_custom_fn emit, void *ctx,
+                              int *err_line, int *err_col, char *err, size_t errlen);
 /* Removes f from m's function list (its memory stays in the arena). */
 void pass_drop_func(ir_module *m, const ir_func *f);
 

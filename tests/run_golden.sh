@@ -473,5 +473,16 @@ tdsl 2 run $C/cli.tdsl --fn double --seed -1
 err_has "--seed"
 end
 
+# Custom gradients: gradcheck passes on a correct one and catches a wrong one.
+begin "cli gradcheck of correct custom gradients: exit 0"
+tdsl 0 gradcheck tests/autodiff/custom_swish.tdsl --fn g
+out_has "dx: "
+end
+
+begin "cli gradcheck of a wrong custom gradient: exit 1, MISMATCH"
+tdsl 1 gradcheck tests/autodiff/custom_wrong.tdsl --fn g
+out_has "MISMATCH"
+end
+
 echo "$npass passed, $nfail failed"
 [ "$nfail" = 0 ]
