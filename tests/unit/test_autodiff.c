@@ -13,6 +13,7 @@
 #include "codegen/llvm.h"
 #include "frontend/ast.h"
 #include "frontend/lower.h"
+#include "compile.h"
 #include "ir/eval.h"
 #include "passes/passes.h"
 #include "tools/npy.h"
@@ -23,23 +24,7 @@ static char diag_buf[16384];
 
 static ir_module *compile(const char *text)
 {
-    arena_free(&ar);
-    arena_init(&ar);
-    FILE *tmp = tmpfile();
-    diag_reset(tmp);
-    src.name = "t.tdsl";
-    src.text = text;
-    src.len = strlen(text);
-    ast_file *ast = parse_file(&ar, &src);
-    ir_module *m = NULL;
-    if (ast) {
-        lower_opts o = {.module_name = "t"};
-        m = lower_file(&ar, ast, &o);
-    }
-    rewind(tmp);
-    size_t n = fread(diag_buf, 1, sizeof diag_buf - 1, tmp);
-    diag_buf[n] = 0;
-    fclose(tmp);
+    ir_module *m = compile_source(&ar, &src, "t", text, 0, NULL, diag_buf, sizeof diag_buf);
     if (m)
         ck_assert_int_eq(ir_verify(m, stderr), 0);
     return m;

@@ -6,6 +6,7 @@
 
 #include "frontend/ast.h"
 #include "frontend/lower.h"
+#include "compile.h"
 #include "ir/ir.h"
 
 static arena ar;
@@ -15,23 +16,7 @@ static char diag_buf[8192];
 /* Compiles text; returns the module or NULL, with diagnostics in diag_buf. */
 static ir_module *compile_defs(const char *text, int ndefs, lower_define *defs)
 {
-    arena_free(&ar);
-    arena_init(&ar);
-    FILE *tmp = tmpfile();
-    diag_reset(tmp);
-    src.name = "t.tdsl";
-    src.text = text;
-    src.len = strlen(text);
-    ast_file *ast = parse_file(&ar, &src);
-    ir_module *m = NULL;
-    if (ast) {
-        lower_opts o = {.module_name = "t", .ndefines = ndefs, .defines = defs};
-        m = lower_file(&ar, ast, &o);
-    }
-    rewind(tmp);
-    size_t n = fread(diag_buf, 1, sizeof diag_buf - 1, tmp);
-    diag_buf[n] = 0;
-    fclose(tmp);
+    ir_module *m = compile_source(&ar, &src, "t", text, ndefs, defs, diag_buf, sizeof diag_buf);
     if (m)
         ck_assert_int_eq(ir_verify(m, stderr), 0);
     return m;

@@ -1,5 +1,6 @@
 /* File formats (.npy, safetensors), the parameter RNG (Philox) and NumPy-style printing. */
 #include <check.h>
+#include "files.h"
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -38,29 +39,6 @@ static void rm_rf(const char *path)
 }
 
 static void tmp_path(char *out, size_t n, const char *name) { snprintf(out, n, "%s/%s", tmpdir, name); }
-
-static uint8_t *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc((size_t)n + 1);
-    ck_assert(fread(b, 1, (size_t)n, f) == (size_t)n);
-    fclose(f);
-    *len = (size_t)n;
-    return b;
-}
-
-static void spit(const char *path, const void *buf, size_t len)
-{
-    FILE *f = fopen(path, "wb");
-    ck_assert_ptr_nonnull(f);
-    ck_assert(fwrite(buf, 1, len, f) == len);
-    ck_assert_int_eq(fclose(f), 0);
-}
 
 static host_tensor make_tensor(ir_dtype dt, int rank, const int64_t *shape, const double *vals)
 {

@@ -1,6 +1,7 @@
 /* libtdslrt: instances, errors, parameter initialization (bit-identical to the compiler's
  * host_tensor_set rounding), the thread pool, and safetensors save/load with every refusal. */
 #include <check.h>
+#include "files.h"
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -76,29 +77,6 @@ static void tmp_path(char *out, size_t n, const char *name)
 {
     ck_assert(tmpdir[0]);
     snprintf(out, n, "%s/%s", tmpdir, name);
-}
-
-static uint8_t *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc((size_t)n + 1);
-    ck_assert(fread(b, 1, (size_t)n, f) == (size_t)n);
-    fclose(f);
-    *len = (size_t)n;
-    return b;
-}
-
-static void spit(const char *path, const void *buf, size_t len)
-{
-    FILE *f = fopen(path, "wb");
-    ck_assert_ptr_nonnull(f);
-    ck_assert(fwrite(buf, 1, len, f) == len);
-    fclose(f);
 }
 
 static size_t param_bytes(tdsl_instance *m, int i)

@@ -15,6 +15,7 @@
 #include "engines.h"
 #include "frontend/ast.h"
 #include "frontend/lower.h"
+#include "compile.h"
 #include "ir/eval.h"
 #include "codegen/header.h"
 #include "passes/passes.h"
@@ -30,24 +31,7 @@ static char *file_text;
 /* Parses and lowers text; diagnostics land in diag_buf. */
 static ir_module *compile(const char *name, const char *text)
 {
-    arena_free(&ar);
-    arena_init(&ar);
-    FILE *tmp = tmpfile();
-    diag_reset(tmp);
-    src.name = "t.tdsl";
-    src.text = text;
-    src.len = strlen(text);
-    ast_file *ast = parse_file(&ar, &src);
-    ir_module *m = NULL;
-    if (ast) {
-        lower_opts o = {.module_name = name};
-        m = lower_file(&ar, ast, &o);
-    }
-    rewind(tmp);
-    size_t n = fread(diag_buf, 1, sizeof diag_buf - 1, tmp);
-    diag_buf[n] = 0;
-    fclose(tmp);
-    diag_reset(stderr);
+    ir_module *m = compile_source(&ar, &src, name, text, 0, NULL, diag_buf, sizeof diag_buf);
     if (m)
         ck_assert_msg(ir_verify(m, stderr) == 0, "%s: the lowered IR does not verify", name);
     return m;
