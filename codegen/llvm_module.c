@@ -484,40 +484,65 @@ static LLVMValueRef storage_base(cg_llvm *cg, LLVMValueRef fn, const fn_plan *fp
 }
 
 /* ---- the module's instance functions (spec section 4) ---- */
-static LLVMValueRef emit_desc(cg_llvm *cg, int64_t arena_bytes, int64_t state_bytes)
+/* A constant array global of n structs of type ty (internal), or a null pointer when n is 0. */
+static LLVMValueRef const_table(cg_llvm *cg, LLVMTypeRef ty, LLVMValueRef *vals, int n, const char *name)
+{
+    if (n <= 0)
+        return LLVMConstNull(cg->t_ptr);
+    LLVMValueRef init = LLVMConstArray(ty, vals, (unsigned)n);
+    LLVMValueRef g = LLVMAddGlobal(cg->mod, LLVMTypeOf(init), name);
+    LLVMSetInitializer(g, init);
+    LLVMSetGlobalConstant(g, 1);
+    LLVMSetLinkage(g, LLVMInternalLinkage);
+    return g;
+}
+
+static LLVMValueRef const_shape(cg_llvm *cg, int rank, const int64_t *shape)
+{
+    LLVMValueRef sh[TDSL_MAX_RANK];
+    for (int d = 0; d < TDSL_MAX_RANK; d++)
+        sh[d] = i64c(cg, d < rank ? shape[d] : 0);
+    return LLVMConstArray(cg->t_i64, sh, TDSL_MAX_RANK);
+}
+
+/* The module's tdsl_module_desc (runtime.h, ABI 2): params with their initializers, and the
+ * state table (name, type, offset from pass_state_layout) that save and load use. The
+ * struct types mirror the C ones field for field (abi_layouts in test_llvm_module.c checks
+ * the module struct; test_train.c resume_bit_exact reads the state table back). */
+static LLVMValueRef emit_desc(cg_llvm *cg, int64_t arena_bytes, int64_t state_bytes, const int64_t *state_off)
 {
     const ir_module *m = cg->irm;
     LLVMTypeRef dims = LLVMArrayType(cg->t_i64, TDSL_MAX_RANK);
     LLVMTypeRef pd_el[] = {cg->t_ptr, cg->t_i32, cg->t_i32, dims, cg->t_i32, cg->t_f64, cg->t_f64};
     LLVMTypeRef pd = LLVMStructCreateNamed(cg->ctx, "tdsl_param_desc");
     LLVMStructSetBody(pd, pd_el, 7, 0);
-    LLVMTypeRef md_el[] = {cg->t_i32, cg->t_ptr, cg->t_i32, cg->t_ptr, cg->t_i64, cg->t_i64};
+    LLVMTypeRef sd_el[] = {cg->t_ptr, cg->t_i32, cg->t_i32, dims, cg->t_i64};
+    LLVMTypeRef sd = LLVMStructCreateNamed(cg->ctx, "tdsl_state_desc");
+    LLVMStructSetBody(sd, sd_el, 5, 0);
+    LLVMTypeRef md_el[] = {cg->t_i32, cg->t_ptr, cg->t_i32, cg->t_ptr, cg->t_i64, cg->t_i64, cg->t_i32, cg->t_ptr};
     LLVMTypeRef md = LLVMStructCreateNamed(cg->ctx, "tdsl_module_desc");
-    LLVMStructSetBody(md, md_el, 6, 0);
+    LLVMStructSetBody(md, md_el, 8, 0);
 
-    LLVMValueRef params = LLVMConstNull(cg->t_ptr);
-    if (m->nparams > 0) {
-        LLVMValueRef *pv = arena_alloc(cg->ar, sizeof *pv * (size_t)m->nparams);
-        for (int i = 0; i < m->nparams; i++) {
-            const ir_param *p = &m->params[i];
-            LLVMValueRef sh[TDSL_MAX_RANK];
-            for (int d = 0; d < TDSL_MAX_RANK; d++)
-                sh[d] = i64c(cg, d < p->rank ? p->shape[d] : 0);
-            LLVMValueRef f[] = {cstr(cg, p->name), i32c(cg, p->dtype), i32c(cg, p->rank),
-                                LLVMConstArray(cg->t_i64, sh, TDSL_MAX_RANK), i32c(cg, (int)p->init),
-                                LLVMConstReal(cg->t_f64, p->a), LLVMConstReal(cg->t_f64, p->b)};
-            pv[i] = LLVMConstNamedStruct(pd, f, 7);
-        }
-        LLVMValueRef init = LLVMConstArray(pd, pv, (unsigned)m->nparams);
-        params = LLVMAddGlobal(cg->mod, LLVMTypeOf(init), arena_printf(cg->ar, "%s__params", m->name));
-        LLVMSetInitializer(params, init);
-        LLVMSetGlobalConstant(params, 1);
-        LLVMSetLinkage(params, LLVMInternalLinkage);
+    LLVMValueRef *pv = arena_alloc(cg->ar, sizeof *pv * (size_t)(m->nparams + 1));
+    for (int i = 0; i < m->nparams; i++) {
+        const ir_param *p = &m->params[i];
+        LLVMValueRef f[] = {cstr(cg, p->name), i32c(cg, p->dtype), i32c(cg, p->rank), const_shape(cg, p->rank, p->shape),
+                            i32c(cg, (int)p->init), LLVMConstReal(cg->t_f64, p->a), LLVMConstReal(cg->t_f64, p->b)};
+        pv[i] = LLVMConstNamedStruct(pd, f, 7);
     }
+    LLVMValueRef params = const_table(cg, pd, pv, m->nparams, arena_printf(cg->ar, "%s__params", m->name));
+    LLVMValueRef *sv = arena_alloc(cg->ar, sizeof *sv * (size_t)(m->nstates + 1));
+    for (int i = 0; i < m->nstates; i++) {
+        const ir_state *st = &m->states[i];
+        LLVMValueRef f[] = {cstr(cg, st->name), i32c(cg, st->dtype), i32c(cg, st->rank),
+                            const_shape(cg, st->rank, st->shape), i64c(cg, state_off[i])};
+        sv[i] = LLVMConstNamedStruct(sd, f, 5);
+    }
+    LLVMValueRef states = const_table(cg, sd, sv, m->nstates, arena_printf(cg->ar, "%s__states", m->name));
     LLVMValueRef f[] = {i32c(cg, TDSL_ABI_VERSION), cstr(cg, m->name), i32c(cg, m->nparams), params,
-                        i64c(cg, arena_bytes), i64c(cg, state_bytes)};
+                        i64c(cg, arena_bytes), i64c(cg, state_bytes), i32c(cg, m->nstates), states};
     LLVMValueRef desc = LLVMAddGlobal(cg->mod, md, arena_printf(cg->ar, "%s__desc", m->name));
-    LLVMSetInitializer(desc, LLVMConstNamedStruct(md, f, 6));
+    LLVMSetInitializer(desc, LLVMConstNamedStruct(md, f, 8));
     LLVMSetGlobalConstant(desc, 1);
     LLVMSetLinkage(desc, LLVMInternalLinkage);
     return desc;
@@ -755,7 +780,7 @@ cg_llvm *cg_llvm_build(const ir_module *m, const cg_options *o, char *err, size_
         if (emit_export(cg, &fp, err, errlen))
             goto fail;
     }
-    emit_instance_fns(cg, emit_desc(cg, arena_bytes, state_bytes));
+    emit_instance_fns(cg, emit_desc(cg, arena_bytes, state_bytes, state_off));
     tag_functions(cg);
     if (optimize(cg, err, errlen))
         goto fail;

@@ -17,6 +17,8 @@ typedef struct lower_opts {
     const char *module_name;
     int ndefines;
     lower_define *defines;
+    bool no_recompute;          /* checkpoint(f, ...) as a plain call: `tdslc stats` compares */
+    int ncheckpoints;           /* out: checkpoint regions recorded in gradient exports */
 } lower_opts;
 
 /* Returns the module, or NULL if errors were reported. */

@@ -588,7 +588,7 @@ void pass_drop_func(ir_module *m, const ir_func *f)
 ir_func *pass_autodiff(ir_func *F, const char *name, int nwrt, const pass_wrt *wrt, bool *independent,
                        int *err_line, int *err_col, char *err, size_t errlen)
 {
-    return pass_autodiff_custom(F, name, nwrt, wrt, independent, 0, NULL, NULL, NULL, err_line, err_col, err, errlen);
+    return pass_autodiff_regions(F, name, nwrt, wrt, independent, NULL, err_line, err_col, err, errlen);
 }
 
 /* node id's custom region, or NULL */
@@ -602,7 +602,7 @@ static const pass_custom *region_of(int ncustom, const pass_custom *customs, int
 
 /* A region's result: the custom gradient block gives the arguments' cotangents. Interior
  * nodes get no cotangent from the result (only from users outside the region, if any). */
-static void grad_custom(ad *a, int id, const pass_custom *r, pass_custom_fn emit, void *ctx)
+static void grad_custom(ad *a, int id, const pass_custom *r, const pass_regions *rg)
 {
     int cts[64];
     if (r->nargs > 64) {
@@ -611,7 +611,7 @@ static void grad_custom(ad *a, int id, const pass_custom *r, pass_custom_fn emit
     }
     for (int k = 0; k < r->nargs; k++)
         cts[k] = -1;
-    if (!emit || emit(ctx, a->src, a->dst, r, a->map, a->ct[id], cts) != 0) {
+    if (!rg->emit || rg->emit(rg->ctx, a->src, a->dst, r, a->map, a->ct[id], cts) != 0) {
         fail(a, "the custom gradient failed");
         return;
     }
@@ -628,10 +628,73 @@ static void grad_custom(ad *a, int id, const pass_custom *r, pass_custom_fn emit
     }
 }
 
-ir_func *pass_autodiff_custom(ir_func *F, const char *name, int nwrt, const pass_wrt *wrt, bool *independent,
-                              int ncustom, const pass_custom *customs, pass_custom_fn emit, void *ctx,
-                              int *err_line, int *err_col, char *err, size_t errlen)
+/* Emits a copy of src node id into a->dst, its inputs moved by map. */
+static int reemit(ad *a, const ir_func *src, int id, const int *map)
 {
+    const ir_node *n = &src->nodes[id];
+    int in[64];
+    int *ins = n->nin <= 64 ? in : arena_alloc(a->dst->mod->ar, sizeof(int) * (size_t)n->nin);
+    for (int k = 0; k < n->nin; k++)
+        ins[k] = map[n->in[k]];
+    ir_proto p = {.op = n->op, .dtype = n->dtype, .nin = n->nin, .in = ins, .nlist = n->nlist, .str = n->str,
+                  .name = n->name};
+    memcpy(p.list, n->list, sizeof p.list);
+    memcpy(p.i, n->i, sizeof p.i);
+    memcpy(p.f, n->f, sizeof p.f);
+    a->line = n->line;
+    a->col = n->col;
+    return app(a, &p);
+}
+
+/* A checkpoint region reached by the backward walk: its nodes are emitted again here,
+ * late, and from now on the region's rules read these copies, so the forward's values
+ * of the region are dead once the forward has used them. Leaves stay as they are. */
+static void recompute(ad *a, const pass_checkpoint *r, const bool *live)
+{
+    for (int id = r->first; id <= r->last && !a->failed; id++) {
+        ir_opcode op = a->src->nodes[id].op;
+        if (live[id] && op != OP_arg && op != OP_param && op != OP_state && op != OP_constant)
+            a->map[id] = reemit(a, a->src, id, a->map);
+    }
+}
+
+/* Drops the nodes of a->dst that no output needs (recomputed values no rule read, forward
+ * values only the removed nodes read): a new function replaces a->dst. */
+static void prune(ad *a)
+{
+    ir_func *G = a->dst;
+    ir_module *m = G->mod;
+    int nn = G->nnodes;
+    bool *need = arena_alloc(m->ar, sizeof(bool) * (size_t)(nn ? nn : 1));
+    memset(need, 0, sizeof(bool) * (size_t)(nn ? nn : 1));
+    for (int k = 0; k < G->nouts; k++)
+        need[G->outs[k]] = true;
+    int kept = 0;
+    for (int id = nn - 1; id >= 0; id--) {
+        for (int k = 0; need[id] && k < G->nodes[id].nin; k++)
+            need[G->nodes[id].in[k]] = true;
+        kept += need[id];
+    }
+    if (kept == nn)
+        return;
+    int *map = arena_alloc(m->ar, sizeof(int) * (size_t)nn);
+    pass_drop_func(m, G);
+    a->dst = ir_func_new(m, G->name, G->nargs, G->args);
+    a->dst->line = G->line;
+    a->dst->col = G->col;
+    for (int id = 0; id < nn && !a->failed; id++)
+        map[id] = need[id] ? reemit(a, G, id, map) : -1;
+    for (int k = 0; k < G->nouts && !a->failed; k++)
+        ir_add_output(a->dst, map[G->outs[k]]);
+}
+
+ir_func *pass_autodiff_regions(ir_func *F, const char *name, int nwrt, const pass_wrt *wrt, bool *independent,
+                               const pass_regions *regions, int *err_line, int *err_col, char *err, size_t errlen)
+{
+    static const pass_regions none;
+    const pass_regions *rg = regions ? regions : &none;
+    int ncustom = rg->ncustom;
+    const pass_custom *customs = rg->customs;
     ir_module *m = F->mod;
     arena *ar = m->ar;
     int nn = F->nnodes;
@@ -695,24 +758,12 @@ ir_func *pass_autodiff_custom(ir_func *F, const char *name, int nwrt, const pass
     G->col = F->col;
     a->dst = G;
     /* forward: re-emit the live nodes */
-    for (int id = 0; id < nn && !a->failed; id++) {
-        if (!live[id])
-            continue;
-        const ir_node *n = &F->nodes[id];
-        int in[IR_MAX_RANK > 64 ? IR_MAX_RANK : 64];
-        int *ins = n->nin <= 64 ? in : arena_alloc(ar, sizeof(int) * (size_t)n->nin);
-        for (int k = 0; k < n->nin; k++)
-            ins[k] = a->map[n->in[k]];
-        ir_proto p = {.op = n->op, .dtype = n->dtype, .nin = n->nin, .in = ins, .nlist = n->nlist, .str = n->str,
-                      .name = n->name};
-        memcpy(p.list, n->list, sizeof p.list);
-        memcpy(p.i, n->i, sizeof p.i);
-        memcpy(p.f, n->f, sizeof p.f);
-        a->line = n->line;
-        a->col = n->col;
-        a->map[id] = app(a, &p);
-    }
+    for (int id = 0; id < nn && !a->failed; id++)
+        if (live[id])
+            a->map[id] = reemit(a, F, id, a->map);
     /* backward */
+    bool *recomputed = arena_alloc(ar, sizeof(bool) * (size_t)(rg->ncheckpoints + 1));
+    memset(recomputed, 0, sizeof(bool) * (size_t)(rg->ncheckpoints + 1));
     int root = F->outs[0];
     if (a->vary[root] && !a->failed) {
         a->line = F->nodes[root].line;
@@ -725,9 +776,16 @@ ir_func *pass_autodiff_custom(ir_func *F, const char *name, int nwrt, const pass
             continue;
         a->line = F->nodes[id].line;
         a->col = F->nodes[id].col;
+        for (int k = 0; k < rg->ncheckpoints; k++)
+            if (!recomputed[k] && rg->checkpoints[k].first <= id && id <= rg->checkpoints[k].last) {
+                recomputed[k] = true;
+                recompute(a, &rg->checkpoints[k], live);
+                a->line = F->nodes[id].line;
+                a->col = F->nodes[id].col;
+            }
         const pass_custom *r = region_of(ncustom, customs, id);
         if (r)
-            grad_custom(a, id, r, emit, ctx);
+            grad_custom(a, id, r, rg);
         else
             rules[F->nodes[id].op](a, id);
     }
@@ -761,11 +819,13 @@ ir_func *pass_autodiff_custom(ir_func *F, const char *name, int nwrt, const pass
             ir_add_output(G, g);
         }
     }
+    if (!a->failed)
+        prune(a);
     if (a->failed) {
-        pass_drop_func(m, G);
+        pass_drop_func(m, a->dst);
         return NULL;
     }
-    return G;
+    return a->dst;
 }
 
 /* ---- gradcheck ---- */

@@ -3,13 +3,64 @@
  * place into the caller's buffer; any other output gets a final copy. An update output of
  * a training step is never written into its param or state directly (a later kernel may
  * still read the old value): its dense value waits in an arena slot (its own kernel's slot
- * when that holds it whole, else a staging slot filled by a copy) until the export commits. */
+ * when that holds it whole, else a staging slot filled by a copy) until the export commits.
+ *
+ * Arena slots are reused: kernels run one after another in schedule order, so a storage is
+ * live from the kernel that writes it to the last kernel that reads it (through any view);
+ * values the final copies or the commit read live to the end. Slots are placed greedily in
+ * that order, each in the smallest free gap that holds it (best fit), so a slot never
+ * overlaps one that is live at the same time. A kernel's own output never shares memory
+ * with its inputs (they are still live while it runs), which keeps the kernels' no-alias
+ * promise to LLVM true. */
 #include "passes.h"
 #include <string.h>
 
 static int64_t storage_bytes(const ir_node *n) { return ir_numel(n) * (int64_t)ir_dtype_size(n->dtype); }
 
 static int64_t align64(int64_t b) { return (b + 63) & ~(int64_t)63; }
+
+/* The arena's slots while planning: the live ones, sorted by offset. */
+typedef struct slot {
+    int64_t off, bytes;
+    int last;              /* the slot is free again after kernel `last` */
+} slot;
+typedef struct slots {
+    arena *ar;
+    int n, cap;
+    slot *s;
+    int64_t top;           /* high-water mark: the arena's size */
+    int64_t total;         /* every slot's size summed: the arena without reuse */
+} slots;
+
+/* A slot of `bytes` written by kernel `k` and read until kernel `last`: frees the slots
+ * whose last reader ran before k, then takes the smallest gap that fits (or the top). */
+static int64_t place(slots *sl, int k, int last, int64_t bytes)
+{
+    int w = 0;
+    for (int i = 0; i < sl->n; i++)
+        if (sl->s[i].last >= k)
+            sl->s[w++] = sl->s[i];
+    sl->n = w;
+    bytes = align64(bytes);
+    sl->total += bytes;
+    int at = sl->n;             /* insert before slot `at` */
+    int64_t off = sl->n ? sl->s[sl->n - 1].off + sl->s[sl->n - 1].bytes : 0, best = -1;
+    for (int i = 0; i < sl->n; i++) {
+        int64_t start = i ? sl->s[i - 1].off + sl->s[i - 1].bytes : 0, gap = sl->s[i].off - start;
+        if (gap >= bytes && (best < 0 || gap < best)) {
+            best = gap;
+            off = start;
+            at = i;
+        }
+    }
+    slot add = {off, bytes, last};
+    ARR_PUSH(sl->ar, sl->s, sl->n, sl->cap, add);
+    memmove(&sl->s[at + 1], &sl->s[at], sizeof *sl->s * (size_t)(sl->n - 1 - at));
+    sl->s[at] = add;
+    if (off + bytes > sl->top)
+        sl->top = off + bytes;
+    return off;
+}
 
 int64_t pass_state_layout(const ir_module *m, int64_t *offsets)
 {
@@ -60,15 +111,31 @@ pass_memplan *pass_memplan_func(arena *ar, const ir_func *f, const pass_schedule
         if (in_place)
             p->mem[id] = (pass_mem){MEM_OUTPUT, k, 0, storage_bytes(n)};
     }
-    int64_t off = 0;
-    for (int k = 0; k < s->nkernels; k++) {
+    /* last kernel reading each storage; nk = read after the kernels (copy-out, commit) */
+    int nk = s->nkernels;
+    int *last = arena_alloc(ar, sizeof(int) * (size_t)(f->nnodes ? f->nnodes : 1));
+    for (int i = 0; i < f->nnodes; i++)
+        last[i] = -1;
+    for (int k = 0; k < nk; k++) {
+        const pass_kernel *kr = &s->kernels[k];
+        for (int m = 0; m < kr->nmembers; m++) {
+            const ir_node *x = &f->nodes[kr->members[m]];
+            for (int i = 0; i < x->nin; i++) {
+                int sid = f->nodes[x->in[i]].storage;
+                if (last[sid] < k)
+                    last[sid] = k;
+            }
+        }
+    }
+    for (int k = 0; k < f->nouts; k++)   /* copied out or committed after the kernels */
+        last[f->nodes[f->outs[k]].storage] = nk;
+    slots sl = {.ar = ar};
+    for (int k = 0; k < nk; k++) {
         int id = s->kernels[k].root;
-        const ir_node *n = &f->nodes[id];
         if (p->mem[id].kind != MEM_NONE)
             continue;
-        int64_t bytes = storage_bytes(n);
-        p->mem[id] = (pass_mem){MEM_ARENA, 0, off, bytes};
-        off += align64(bytes);
+        int64_t bytes = storage_bytes(&f->nodes[id]);
+        p->mem[id] = (pass_mem){MEM_ARENA, 0, place(&sl, k, last[id] > k ? last[id] : k, bytes), bytes};
     }
     /* update outputs: their own arena slot when it holds the dense value, else a staging slot */
     for (int k = nres; k < f->nouts; k++) {
@@ -76,14 +143,10 @@ pass_memplan *pass_memplan_func(arena *ar, const ir_func *f, const pass_schedule
         const ir_node *n = &f->nodes[id];
         bool own = n->storage == id && p->mem[id].kind == MEM_ARENA && ir_is_contiguous(n);
         p->out_copy[k] = !own;
-        if (own) {
-            p->stage[k] = p->mem[id].offset;
-        } else {
-            p->stage[k] = off;
-            off += align64(storage_bytes(n));
-        }
+        p->stage[k] = own ? p->mem[id].offset : place(&sl, nk, nk, storage_bytes(n));
     }
-    p->arena_bytes = off;
+    p->arena_bytes = sl.top;
+    p->arena_bytes_unshared = sl.total;
     return p;
 }
 
@@ -91,7 +154,8 @@ static const char *const kind_names[] = {"none", "arg", "param", "output", "aren
 
 void pass_print_plan(FILE *out, const ir_func *f, const pass_schedule *s, const pass_memplan *p)
 {
-    fprintf(out, "func %s: %d kernels, arena %lld bytes\n", f->name, s->nkernels, (long long)p->arena_bytes);
+    fprintf(out, "func %s: %d kernels, arena %lld bytes (%lld without reuse)\n", f->name, s->nkernels,
+            (long long)p->arena_bytes, (long long)p->arena_bytes_unshared);
     for (int k = 0; k < s->nkernels; k++) {
         const pass_kernel *kr = &s->kernels[k];
         const ir_node *n = &f->nodes[kr->root];

@@ -2,7 +2,7 @@
  * The driver runs them in this order, verifying and optionally dumping after each:
  *   schedule (kernels)  ->  fuse (elementwise chains)  ->  memplan (where each buffer lives)
  *   ->  codegen
- * (buffer reuse joins this list in a later version.) autodiff runs in the front end, on the
+ * autodiff runs in the front end, on the
  * function a `grad` export names, and makes the export's function. */
 #ifndef TDSL_PASSES_H
 #define TDSL_PASSES_H
@@ -62,9 +62,11 @@ typedef struct pass_memplan {
                              the dense value that the export commits to the param or state
                              after every kernel ran; -1 for plain results */
     int64_t arena_bytes;  /* total scratch */
+    int64_t arena_bytes_unshared;   /* what the slots would take without reuse */
 } pass_memplan;
 
-/* Pre: f verified. No buffer reuse yet: each kernel-written storage gets its own slot. */
+/* Pre: f verified. Post: two arena storages overlap only if no kernel, copy-out or commit
+ * needs both at once (slots are reused after their last reader). */
 pass_memplan *pass_memplan_func(arena *ar, const ir_func *f, const pass_schedule *s);
 /* The module's state block: byte offset of each state (64-byte aligned) in offsets (may be
  * NULL); returns the block's size in bytes. */
@@ -115,10 +117,27 @@ typedef struct pass_custom {
 } pass_custom;
 typedef int (*pass_custom_fn)(void *ctx, const ir_func *src, ir_func *dst, const pass_custom *r, const int *map,
                               int dy, int *cts);
-/* pass_autodiff with custom-gradient regions (ncustom may be 0, emit then unused). */
-ir_func *pass_autodiff_custom(ir_func *F, const char *name, int nwrt, const pass_wrt *wrt, bool *independent,
-                              int ncustom, const pass_custom *customs, pass_custom_fn emit, void *ctx,
-                              int *err_line, int *err_col, char *err, size_t errlen);
+/* Checkpoint regions (docs/autodiff.md): the nodes first..last of F that one inlined
+ * `checkpoint(f, args...)` made. The backward pass does not keep them: on reaching the
+ * region it emits them again (leaves excepted) and the region's rules read the copies,
+ * so the forward's values die as soon as the forward is done with them (less memory for
+ * a second forward computation). Regions do not overlap (the lowering records the
+ * outermost of nested ones). */
+typedef struct pass_checkpoint {
+    int first, last;
+} pass_checkpoint;
+typedef struct pass_regions {
+    int ncustom;                      /* custom-gradient regions, and what builds their blocks */
+    const pass_custom *customs;
+    pass_custom_fn emit;
+    void *ctx;
+    int ncheckpoints;
+    const pass_checkpoint *checkpoints;
+} pass_regions;
+/* pass_autodiff with regions (NULL: none). The result never holds a node its outputs do
+ * not need. */
+ir_func *pass_autodiff_regions(ir_func *F, const char *name, int nwrt, const pass_wrt *wrt, bool *independent,
+                               const pass_regions *regions, int *err_line, int *err_col, char *err, size_t errlen);
 /* Removes f from m's function list (its memory stays in the arena). */
 void pass_drop_func(ir_module *m, const ir_func *f);
 

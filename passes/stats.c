@@ -70,7 +70,8 @@ void pass_print_stats(FILE *out, const ir_module *m, const ir_func *f, const pas
     fprintf(out, "  kernels      %d (+%d copy-out)\n", s->nkernels, copies);
     fprintf(out, "  flops        %lld\n", (long long)flops);
     fprintf(out, "  bytes moved  %lld\n", (long long)moved);
-    fprintf(out, "  arena        %lld bytes\n", (long long)p->arena_bytes);
+    fprintf(out, "  arena        %lld bytes (%lld without buffer reuse)\n", (long long)p->arena_bytes,
+            (long long)p->arena_bytes_unshared);
     fprintf(out, "  params       %lld bytes\n", (long long)params);
     if (state > 0) {   /* optimizer state of the module's training steps */
         fprintf(out, "  state        %lld bytes\n", (long long)state);

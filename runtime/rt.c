@@ -184,6 +184,62 @@ static void *alloc64(uint64_t bytes)
     return posix_memalign(&p, 64, sz ? sz : 64) == 0 ? p : NULL;
 }
 
+/* Bytes of a dense tensor, or -1 when the dtype, rank or shape is invalid or too large. */
+static int64_t dense_bytes(int dtype, int rank, const int64_t *shape)
+{
+    if (tdsl_dtype_size(dtype) == 0 || rank < 0 || rank > TDSL_MAX_RANK)
+        return -1;
+    uint64_t bytes = tdsl_dtype_size(dtype);
+    for (int k = 0; k < rank; k++) {
+        if (shape[k] < 0 || (shape[k] && bytes > (uint64_t)(INT64_MAX / 2) / (uint64_t)shape[k]))
+            return -1;
+        bytes *= (uint64_t)shape[k];
+    }
+    return (int64_t)bytes;
+}
+
+/* A name save can write: 1-127 bytes, not the safetensors metadata key. */
+static int valid_name(const char *name)
+{
+    size_t nl = name ? strlen(name) : 0;
+    return nl > 0 && nl <= ST_MAX_NAME && strcmp(name, "__metadata__") != 0;
+}
+
+/* The state table: names unique among params and states (they share the file), each tensor
+ * inside the state block and apart from the others, so that load may copy them blindly. */
+static int check_states(const tdsl_module_desc *d)
+{
+    if (d->nstates < 0 || (d->nstates > 0 && !d->states))
+        return !tdsl_rt_fail(NULL, TDSL_ERR_ARG, "tdsl_rt_create: malformed module descriptor (state table)");
+    for (int i = 0; i < d->nstates; i++) {
+        const tdsl_state_desc *s = &d->states[i];
+        if (!valid_name(s->name))
+            return !tdsl_rt_fail(NULL, TDSL_ERR_ARG, "module '%s': state %d has an invalid name", d->name, i);
+        int64_t bytes = dense_bytes(s->dtype, s->rank, s->shape);
+        if (bytes < 0)
+            return !tdsl_rt_fail(NULL, TDSL_ERR_ARG, "module '%s': state '%s' has an invalid dtype, rank or shape",
+                                 d->name, s->name);
+        if (s->offset > d->state_bytes || (uint64_t)bytes > d->state_bytes - s->offset)
+            return !tdsl_rt_fail(NULL, TDSL_ERR_ARG, "module '%s': state '%s' lies outside the state block",
+                                 d->name, s->name);
+        for (int j = 0; j < d->nparams; j++)
+            if (strcmp(d->params[j].name, s->name) == 0)
+                return !tdsl_rt_fail(NULL, TDSL_ERR_ARG, "module '%s': state '%s' has the name of a param", d->name,
+                                     s->name);
+        for (int j = 0; j < i; j++) {
+            const tdsl_state_desc *o = &d->states[j];
+            if (strcmp(o->name, s->name) == 0)
+                return !tdsl_rt_fail(NULL, TDSL_ERR_ARG, "module '%s': state name '%s' is used twice", d->name,
+                                     s->name);
+            uint64_t ob = (uint64_t)dense_bytes(o->dtype, o->rank, o->shape);
+            if (bytes && ob && s->offset < o->offset + ob && o->offset < s->offset + (uint64_t)bytes)
+                return !tdsl_rt_fail(NULL, TDSL_ERR_ARG, "module '%s': states '%s' and '%s' overlap", d->name,
+                                     o->name, s->name);
+        }
+    }
+    return 1;
+}
+
 /* Checks everything create relies on; 0 with tls_err set when the descriptor is bad. */
 static int check_desc(const tdsl_module_desc *d)
 {
@@ -216,7 +272,7 @@ static int check_desc(const tdsl_module_desc *d)
                 return !tdsl_rt_fail(NULL, TDSL_ERR_ARG, "module '%s': param name '%s' is used twice", d->name,
                                      p->name);
     }
-    return 1;
+    return check_states(d);
 }
 
 static void free_instance(tdsl_instance *inst)
@@ -380,7 +436,10 @@ int tdsl_rt_save(const tdsl_instance *inst, const char *path)
     const tdsl_module_desc *d = inst->desc;
     if (!path)
         return fail_c(inst, TDSL_ERR_NULL, "%s_save: NULL path", d->name);
-    st_tensor *ts = calloc(d->nparams ? (size_t)d->nparams : 1, sizeof *ts);
+    /* params and states in one dict, as torch.save({"model": ..., "optimizer": ...}) would
+     * keep them together; the writer orders them, so the bytes do not depend on this order */
+    int n = d->nparams + d->nstates;
+    st_tensor *ts = calloc(n ? (size_t)n : 1, sizeof *ts);
     if (!ts)
         return fail_c(inst, TDSL_ERR_NOMEM, "%s: out of memory", path);
     for (int i = 0; i < d->nparams; i++) {
@@ -392,9 +451,19 @@ int tdsl_rt_save(const tdsl_instance *inst, const char *path)
         ts[i].data = inst->params[i];
         ts[i].nbytes = inst->param_bytes[i];
     }
+    for (int i = 0; i < d->nstates; i++) {
+        const tdsl_state_desc *sd = &d->states[i];
+        st_tensor *t = &ts[d->nparams + i];
+        memcpy(t->name, sd->name, strlen(sd->name) + 1);
+        t->dtype = sd->dtype;
+        t->rank = sd->rank;
+        memcpy(t->shape, sd->shape, sizeof t->shape);
+        t->data = (const uint8_t *)inst->state + sd->offset;
+        t->nbytes = (size_t)dense_bytes(sd->dtype, sd->rank, sd->shape);   /* inside the block: check_states */
+    }
     char err[ERRLEN];
     const char *key = "module";   /* load names the module a mismatched file came from */
-    int rc = st_save_meta(path, ts, d->nparams, &key, &d->name, 1, err, sizeof err);
+    int rc = st_save_meta(path, ts, n, &key, &d->name, 1, err, sizeof err);
     free(ts);
     return rc == 0 ? TDSL_OK : fail_c(inst, TDSL_ERR_IO, "%s", err);
 }
@@ -407,6 +476,25 @@ static int open_status(const char *msg)
     if (strstr(msg, ": cannot open: ") || strstr(msg, ": not a regular file") || strstr(msg, ": read error: "))
         return TDSL_ERR_IO;
     return TDSL_ERR_FORMAT;
+}
+
+/* The file's tensor for a module tensor of this type: NULL when absent, else checked
+ * (TDSL_ERR_FORMAT in *rc with the message on inst when it does not match). */
+static const st_tensor *match(tdsl_instance *inst, const st_file *f, const char *path, const char *what,
+                              const char *name, int dtype, int rank, const int64_t *shape, const char *hint, int *rc)
+{
+    const st_tensor *s = st_find(f, name);
+    if (!s)
+        return NULL;
+    char want[160], got[160];
+    type_str(want, sizeof want, dtype, rank, shape);
+    type_str(got, sizeof got, s->dtype, s->rank, s->shape);
+    /* the text covers dtype, rank and every dim (a shape too long for it still differs
+     * in nbytes or in its prefix) */
+    if (strcmp(want, got) != 0 || (int64_t)s->nbytes != dense_bytes(dtype, rank, shape))
+        *rc = tdsl_rt_fail(inst, TDSL_ERR_FORMAT, "%s: %s '%s' is %s in the file, %s in the module%s", path, what,
+                           name, got, want, hint);
+    return s;
 }
 
 int tdsl_rt_load(tdsl_instance *inst, const char *path)
@@ -426,35 +514,45 @@ int tdsl_rt_load(tdsl_instance *inst, const char *path)
     if (saved_by && strcmp(saved_by, d->name) != 0)
         snprintf(hint, sizeof hint, " (the file was saved by module '%.100s')", saved_by);
     int rc = TDSL_OK;
-    char want[160], got[160];
     for (int i = 0; i < d->nparams && rc == TDSL_OK; i++) {
         const tdsl_param_desc *p = &d->params[i];
-        const st_tensor *s = st_find(f, p->name);
-        type_str(want, sizeof want, p->dtype, p->rank, p->shape);
-        if (!s) {
+        if (!match(inst, f, path, "param", p->name, p->dtype, p->rank, p->shape, hint, &rc)) {
+            char want[160];
+            type_str(want, sizeof want, p->dtype, p->rank, p->shape);
             rc = tdsl_rt_fail(inst, TDSL_ERR_FORMAT, "%s: param '%s' (%s) is missing from the file%s", path, p->name,
                               want, hint);
-            break;
         }
-        type_str(got, sizeof got, s->dtype, s->rank, s->shape);
-        if (strcmp(want, got) != 0 || s->nbytes != inst->param_bytes[i])
-            rc = tdsl_rt_fail(inst, TDSL_ERR_FORMAT, "%s: param '%s' is %s in the file, %s in the module%s", path,
-                              p->name, got, want, hint);
     }
-    /* names are unique on both sides: with every param found, more tensors mean extras */
-    for (int k = 0; k < st_count(f) && rc == TDSL_OK && st_count(f) > d->nparams; k++) {
+    /* optimizer state is optional: a params-only file (an older save, a model exported
+     * from PyTorch) leaves it as it is, like model.load_state_dict leaves the optimizer */
+    int nfound = d->nparams;
+    for (int i = 0; i < d->nstates && rc == TDSL_OK; i++) {
+        const tdsl_state_desc *sd = &d->states[i];
+        nfound += match(inst, f, path, "state", sd->name, sd->dtype, sd->rank, sd->shape, hint, &rc) != NULL;
+    }
+    /* names are unique on both sides: with these found, more tensors mean extras */
+    for (int k = 0; k < st_count(f) && rc == TDSL_OK && st_count(f) > nfound; k++) {
         const st_tensor *s = st_get(f, k);
         int found = 0;
         for (int i = 0; i < d->nparams && !found; i++)
             found = strcmp(d->params[i].name, s->name) == 0;
+        for (int i = 0; i < d->nstates && !found; i++)
+            found = strcmp(d->states[i].name, s->name) == 0;
         if (!found)
-            rc = tdsl_rt_fail(inst, TDSL_ERR_FORMAT, "%s: tensor '%s' in the file is not a param of module '%s'%s",
-                              path, s->name, d->name, hint);
+            rc = tdsl_rt_fail(inst, TDSL_ERR_FORMAT,
+                              "%s: tensor '%s' in the file is not a param or state of module '%s'%s", path, s->name,
+                              d->name, hint);
     }
-    if (rc == TDSL_OK)
+    if (rc == TDSL_OK) {
         for (int i = 0; i < d->nparams; i++)
             if (inst->param_bytes[i])
                 memcpy(inst->params[i], st_find(f, d->params[i].name)->data, inst->param_bytes[i]);
+        for (int i = 0; i < d->nstates; i++) {
+            const st_tensor *s = st_find(f, d->states[i].name);
+            if (s && s->nbytes)
+                memcpy((uint8_t *)inst->state + d->states[i].offset, s->data, s->nbytes);
+        }
+    }
     st_close(f);
     return rc;
 }

@@ -484,5 +484,17 @@ tdsl 1 gradcheck tests/autodiff/custom_wrong.tdsl --fn g
 out_has "MISMATCH"
 end
 
+# checkpoint(f, ...): the gradients still pass gradcheck; stats shows the arena it saves.
+begin "cli gradcheck through checkpoint regions: exit 0"
+tdsl 0 gradcheck tests/autodiff/checkpoint_resnet.tdsl --fn g --in x=tests/autodiff/data/checkpoint_resnet.in.x.npy --in y=tests/autodiff/data/checkpoint_resnet.in.y.npy
+out_has "dW1: "
+out_has "dWo: "
+end
+
+begin "cli stats of a grad export with checkpoint: the memory it saves"
+tdsl 0 stats tests/autodiff/checkpoint_resnet.tdsl
+out_has "checkpoint   recomputes in the backward pass: arena 5440 bytes, 10304 without (saves 4864 bytes)"
+end
+
 echo "$npass passed, $nfail failed"
 [ "$nfail" = 0 ]

@@ -159,7 +159,7 @@ static bool is_identifier(const char *s)
 }
 
 /* The pipeline up to checked IR. Returns NULL (diagnostics printed) on bad input. */
-static ir_module *compile(arena *ar, const options *o, src_file *src, ast_file **ast_out)
+static ir_module *compile(arena *ar, const options *o, src_file *src, ast_file **ast_out, int *ncheckpoints)
 {
     double t0 = now_ms();
     if (ends_with(o->file, ".ir")) {
@@ -179,6 +179,8 @@ static ir_module *compile(arena *ar, const options *o, src_file *src, ast_file *
     lower_opts lo = {.module_name = module_name(ar, o), .ndefines = o->ndefs, .defines = (lower_define *)o->defs};
     ir_module *m = lower_file(ar, ast, &lo);
     timed(o, "lower", t0);
+    if (ncheckpoints)
+        *ncheckpoints = lo.ncheckpoints;
     if (!m)
         return NULL;
     t0 = now_ms();
@@ -360,7 +362,10 @@ static bool random_input(host_tensor *t, const ir_arg *a, uint64_t seed)
     return true;
 }
 
-static bool load_params(const options *o, const ir_module *m, host_tensor *params)
+/* --params FILE: every param (exact type), or the initializers without it. The file may also
+ * hold the module's optimizer states (a checkpoint from <module>_save): each is checked and
+ * copied into states when that is given (run), else ignored (gradcheck uses no state). */
+static bool load_params(const options *o, const ir_module *m, host_tensor *params, host_tensor *states)
 {
     st_file *st = NULL;
     char err[512];
@@ -416,8 +421,25 @@ static bool load_params(const options *o, const ir_module *m, host_tensor *param
             bool used = false;
             for (int j = 0; j < m->nparams; j++)
                 used |= strcmp(m->params[j].name, s->name) == 0;
+            for (int j = 0; j < m->nstates && !used; j++) {
+                const ir_state *sd = &m->states[j];
+                if (strcmp(sd->name, s->name) != 0)
+                    continue;
+                used = true;
+                char want[160], got[160];
+                type_string(want, sizeof want, sd->dtype, sd->rank, sd->shape);
+                type_string(got, sizeof got, (ir_dtype)s->dtype, s->rank, s->shape);
+                if (strcmp(want, got) != 0) {
+                    fprintf(stderr, "tdslc: %s: tensor '%s' is %s, but state %s is %s\n", o->params, s->name, got,
+                            s->name, want);
+                    ok = false;
+                } else if (states) {
+                    memcpy(states[j].data, s->data, s->nbytes);
+                }
+            }
             if (!used) {   /* a file from another model: refused, as <module>_load refuses it */
-                fprintf(stderr, "tdslc: %s: tensor '%s' matches no param of the module\n", o->params, s->name);
+                fprintf(stderr, "tdslc: %s: tensor '%s' matches no param or state of the module\n", o->params,
+                        s->name);
                 ok = false;
             }
         }
@@ -581,7 +603,7 @@ static int cmd_run(const options *o, ir_module *m)
     if (strcmp(engine, "jit") == 0) {
         if (run_jit(o, m, f, args, outs) != 0)
             goto done;   /* run_jit said why */
-    } else if (!load_params(o, m, params)) {
+    } else if (!load_params(o, m, params, states)) {
         goto done;   /* load_params said why */
     } else if (ir_eval_step(f, args, params, states, outs, &(ir_eval_opts){0}, err, sizeof err) != 0) {
         print_run_error(o, err);   /* the evaluator puts the node's LINE:COL first too */
@@ -678,10 +700,28 @@ static int cmd_build(const options *o, ir_module *m)
     return rc;
 }
 
-static int cmd_stats(const options *o, ir_module *m)
+/* The module lowered again with checkpoint(f, ...) as a plain call (its diagnostics were
+ * printed the first time), for stats to show what recomputation saves; NULL on failure. */
+static ir_module *lower_without_recompute(arena *ar, const options *o, const ast_file *ast)
+{
+    FILE *null = fopen("/dev/null", "w");
+    if (!null)
+        return NULL;
+    diag_ctx saved = diag_global;
+    diag_global.out = null;
+    lower_opts lo = {.module_name = module_name(ar, o), .ndefines = o->ndefs, .defines = (lower_define *)o->defs,
+                     .no_recompute = true};
+    ir_module *m = lower_file(ar, ast, &lo);
+    diag_global = saved;
+    fclose(null);
+    return m;
+}
+
+static int cmd_stats(const options *o, ir_module *m, const ast_file *ast, int ncheckpoints)
 {
     arena ar;
     arena_init(&ar);
+    ir_module *plain = ast && ncheckpoints ? lower_without_recompute(&ar, o, ast) : NULL;
     int shown = 0;
     for (int k = 0; k < m->nfuncs; k++) {
         const ir_func *f = m->funcs[k];
@@ -689,6 +729,14 @@ static int cmd_stats(const options *o, ir_module *m)
             continue;
         pass_plan pl = pass_pipeline(&ar, f, !o->no_fuse);
         pass_print_stats(stdout, m, f, pl.schedule, pl.mem);
+        const ir_func *g = plain ? ir_module_find(plain, f->name) : NULL;
+        if (g && g->nnodes != f->nnodes) {   /* only the exports whose gradient recomputes */
+            pass_plan pg = pass_pipeline(&ar, g, !o->no_fuse);
+            int64_t with = pl.mem->arena_bytes, without = pg.mem->arena_bytes;
+            printf("  checkpoint   recomputes in the backward pass: arena %lld bytes, %lld without (%s %lld bytes)\n",
+                   (long long)with, (long long)without, with <= without ? "saves" : "costs",
+                   (long long)(with <= without ? without - with : with - without));
+        }
         shown++;
     }
     arena_free(&ar);
@@ -713,7 +761,7 @@ static int cmd_gradcheck(const options *o, ir_module *m, const ast_file *ast)
     char err[512];
     if (!args || !params || !rows)
         goto done;
-    if (!load_args(o, f, args) || !load_params(o, m, params))
+    if (!load_args(o, f, args) || !load_params(o, m, params, NULL))
         goto done;
     double eps = o->eps > 0 ? o->eps : 1e-6, rtol = o->rtol >= 0 ? o->rtol : 1e-4, atol = o->atol >= 0 ? o->atol : 1e-6;
     if (pass_gradcheck(f, args, params, eps, rtol, atol, rows, err, sizeof err) != 0) {
@@ -878,7 +926,8 @@ int main(int argc, char **argv)
     arena ar;
     arena_init(&ar);
     ast_file *ast = NULL;
-    ir_module *m = compile(&ar, &o, &src, &ast);
+    int ncheckpoints = 0;
+    ir_module *m = compile(&ar, &o, &src, &ast, &ncheckpoints);
     if (!m) {
         rc = EXIT_INPUT;
         if (diag_error_count() == 0)   /* every failure path must have said why */
@@ -890,7 +939,7 @@ int main(int argc, char **argv)
     } else if (strcmp(o.command, "gradcheck") == 0) {
         rc = cmd_gradcheck(&o, m, ast);
     } else if (strcmp(o.command, "stats") == 0) {
-        rc = cmd_stats(&o, m);
+        rc = cmd_stats(&o, m, ast, ncheckpoints);
     } else if (strcmp(o.command, "run") == 0) {
         double t0 = now_ms();
         rc = cmd_run(&o, m);

@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, "data")
@@ -76,6 +77,18 @@ def embedding(t):
     return F.cross_entropy(logits, t["y"]) + (h[:, ::3] ** 2).mean() - 0.1 * picked.mean()
 
 
+def resnet_block(h, W, V):
+    u = torch.relu(h @ W)
+    return h + torch.tanh(u @ V) * 0.5
+
+
+def checkpoint_resnet(t):
+    h = t["x"]
+    for i in "123":
+        h = torch.utils.checkpoint.checkpoint(resnet_block, h, t["W" + i], t["V" + i], use_reentrant=False)
+    return F.cross_entropy(h @ t["Wo"], t["y"])
+
+
 def main():
     os.makedirs(DATA, exist_ok=True)
     torch.set_default_dtype(torch.float32)
@@ -96,6 +109,13 @@ def main():
         {"C": f32(7, 3), "W1": f32(12, 10, scale=0.4), "b1": f32(10, scale=0.1), "W2": f32(10, 7, scale=0.4),
          "b2": f32(7, scale=0.1)},
         embedding, ["C", "W1", "b1", "W2", "b2"])
+    blocks = {}
+    for i in "123":
+        blocks["W" + i] = f32(12, 24, scale=0.3)
+        blocks["V" + i] = f32(24, 12, scale=0.3)
+    run("checkpoint_resnet", {"x": f32(10, 12), "y": rng.integers(0, 5, size=10).astype(np.int64)},
+        {**blocks, "Wo": f32(12, 5, scale=0.4)}, checkpoint_resnet,
+        ["W1", "V1", "W2", "V2", "W3", "V3", "Wo"])
 
 
 if __name__ == "__main__":

@@ -7,11 +7,11 @@
 #include "frontend/ast.h"
 #include "frontend/lower.h"
 
-/* Compiles text (named "t.tdsl") as module `name` into ar (freed and re-initialized first);
- * src must outlive the module. Returns the module, or NULL with the errors in diag. The
- * caller verifies the module. Diagnostics go back to stderr afterwards. */
-static ir_module *compile_source(arena *ar, src_file *src, const char *name, const char *text, int ndefs,
-                                 lower_define *defs, char *diag, size_t diaglen)
+/* Compiles text (named "t.tdsl") with lowering options o into ar (freed and re-initialized
+ * first); src must outlive the module. Returns the module, or NULL with the errors in
+ * diag. The caller verifies the module. Diagnostics go back to stderr afterwards. */
+static ir_module *compile_source_opts(arena *ar, src_file *src, const char *text, lower_opts *o, char *diag,
+                                      size_t diaglen)
 {
     arena_free(ar);
     arena_init(ar);
@@ -21,11 +21,7 @@ static ir_module *compile_source(arena *ar, src_file *src, const char *name, con
     src->text = text;
     src->len = strlen(text);
     ast_file *ast = parse_file(ar, src);
-    ir_module *m = NULL;
-    if (ast) {
-        lower_opts o = {.module_name = name, .ndefines = ndefs, .defines = defs};
-        m = lower_file(ar, ast, &o);
-    }
+    ir_module *m = ast ? lower_file(ar, ast, o) : NULL;
     diag[0] = 0;
     if (tmp) {
         rewind(tmp);
@@ -35,6 +31,14 @@ static ir_module *compile_source(arena *ar, src_file *src, const char *name, con
     }
     diag_reset(stderr);
     return m;
+}
+
+/* compile_source_opts as module `name` with ndefs -D values. */
+static ir_module *compile_source(arena *ar, src_file *src, const char *name, const char *text, int ndefs,
+                                 lower_define *defs, char *diag, size_t diaglen)
+{
+    lower_opts o = {.module_name = name, .ndefines = ndefs, .defines = defs};
+    return compile_source_opts(ar, src, text, &o, diag, diaglen);
 }
 
 #endif

@@ -23,7 +23,7 @@ static uint8_t *slurp(const char *path, size_t *len)
     return b;
 }
 
-static void spit(const char *path, const void *buf, size_t len)
+__attribute__((unused)) static void spit(const char *path, const void *buf, size_t len)
 {
     FILE *f = fopen(path, "wb");
     ck_assert_ptr_nonnull(f);

@@ -712,6 +712,131 @@ START_TEST(custom_gradient_errors)
 }
 END_TEST
 
+/* ---- checkpoint(f, args...): recomputed in the backward pass ---- */
+
+START_TEST(torch_checkpoint_resnet) { torch_program("checkpoint_resnet"); }
+END_TEST
+
+/* f's outputs at random args and params: bitwise equal between two functions */
+static void assert_same_outputs(const ir_module *m1, const ir_func *f1, const ir_func *f2)
+{
+    host_tensor args[16], params[16], o1[32], o2[32];
+    ck_assert_int_le(f1->nargs, 16);
+    ck_assert_int_le(m1->nparams, 16);
+    ck_assert_int_le(f1->nouts, 32);
+    ck_assert_int_eq(f1->nouts, f2->nouts);
+    for (int k = 0; k < f1->nargs; k++)
+        fill(&args[k], f1->args[k].dtype, f1->args[k].rank, f1->args[k].shape, false, 3);
+    for (int k = 0; k < m1->nparams; k++)
+        fill(&params[k], m1->params[k].dtype, m1->params[k].rank, m1->params[k].shape, false, 3);
+    host_tensor states[16];   /* a training step's, as before its first call: zeros */
+    ck_assert_int_le(m1->nstates, 16);
+    for (int k = 0; k < m1->nstates; k++) {
+        ck_assert(host_tensor_alloc(&states[k], m1->states[k].dtype, m1->states[k].rank, m1->states[k].shape));
+        memset(states[k].data, 0, host_tensor_bytes(&states[k]));
+    }
+    ir_eval_opts eo = {.states = states};
+    char err[512];
+    ck_assert_msg(ir_eval(f1, args, params, o1, &eo, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(ir_eval(f2, args, params, o2, &eo, err, sizeof err) == 0, "%s", err);
+    for (int k = 0; k < f1->nouts; k++) {
+        ck_assert_int_eq(host_tensor_bytes(&o1[k]), host_tensor_bytes(&o2[k]));
+        ck_assert_msg(memcmp(o1[k].data, o2[k].data, host_tensor_bytes(&o1[k])) == 0, "output %d differs", k);
+        host_tensor_free(&o1[k]);
+        host_tensor_free(&o2[k]);
+    }
+    for (int k = 0; k < f1->nargs; k++)
+        host_tensor_free(&args[k]);
+    for (int k = 0; k < m1->nparams; k++)
+        host_tensor_free(&params[k]);
+    for (int k = 0; k < m1->nstates; k++)
+        host_tensor_free(&states[k]);
+}
+
+/* text lowered twice: into ar with checkpoint regions (m[0], its region count in *n), and
+ * into ar2 with checkpoint(f, ...) as a plain call (m[1]); both verified */
+static arena ar2;
+static src_file src2;
+static void compile_both(const char *text, ir_module **m, int *n)
+{
+    lower_opts with = {.module_name = "t"}, without = {.module_name = "t", .no_recompute = true};
+    m[0] = compile_source_opts(&ar, &src, text, &with, diag_buf, sizeof diag_buf);
+    ck_assert_msg(m[0] != NULL, "%s", diag_buf);
+    m[1] = compile_source_opts(&ar2, &src2, text, &without, diag_buf, sizeof diag_buf);
+    ck_assert_msg(m[1] != NULL, "%s", diag_buf);
+    ck_assert_int_eq(ir_verify(m[0], stderr), 0);
+    ck_assert_int_eq(ir_verify(m[1], stderr), 0);
+    ck_assert_int_eq(without.ncheckpoints, 0);
+    *n = with.ncheckpoints;
+}
+
+START_TEST(checkpoint_recomputes_and_saves_memory)
+{
+    char *text = slurp(AD_DIR "/checkpoint_resnet.tdsl");
+    ck_assert_ptr_nonnull(text);
+    ir_module *m[2];
+    int n;
+    compile_both(text, m, &n);
+    ck_assert_int_eq(n, 3);
+    ir_module *m1 = m[0], *m2 = m[1];
+    ir_func *g1 = ir_module_find(m1, "g"), *g2 = ir_module_find(m2, "g");
+    ck_assert(g1 && g2);
+    /* each block's matmuls, relu and tanh run again in the backward pass */
+    int mm1 = 0, mm2 = 0;
+    for (int i = 0; i < g1->nnodes; i++)
+        mm1 += g1->nodes[i].op == OP_matmul;
+    for (int i = 0; i < g2->nnodes; i++)
+        mm2 += g2->nodes[i].op == OP_matmul;
+    ck_assert_int_eq(mm1, mm2 + 6);
+    /* the same gradients, to the bit (the same ops on the same values) */
+    assert_same_outputs(m1, g1, g2);
+    /* and a smaller arena: the blocks' activations do not wait for the backward pass */
+    pass_plan p1 = pass_pipeline(&ar, g1, true), p2 = pass_pipeline(&ar2, g2, true);
+    ck_assert_int_lt(p1.mem->arena_bytes, p2.mem->arena_bytes);
+    free(text);
+}
+END_TEST
+
+#define BLOCK "fn block(h, W) {\n    u = tanh(h @ W)\n    return h + u * u\n}\n"
+
+START_TEST(checkpoint_forms)
+{
+    /* nested: the outer region is recomputed once, the inner one inside it */
+    gradcheck("param W: f32[4, 4]\n" BLOCK "fn two(h, W) {\n    return checkpoint(block, checkpoint(block, h, W), W)\n}\n"
+              "fn loss(x: f32[3, 4]) { return sum(checkpoint(two, x, W) * x) }\nexport g = grad(loss, wrt=[x, W])\n");
+    /* a custom gradient inside; keyword arguments; a tuple result; an argument returned as is */
+    gradcheck(SWISH "param W: f32[4, 4]\n"
+              "fn pair(h, W) {\n    return swish(h @ W), h\n}\n"
+              "fn same(h) {\n    return h\n}\n"
+              "fn loss(x: f32[3, 4]) {\n    a, b = checkpoint(pair, x, W=W)\n"
+              "    return sum(a * b) + sum(checkpoint(same, x) * a)\n}\nexport g = grad(loss, wrt=[x, W])\n");
+    /* a param read inside the region and after it */
+    gradcheck("param W: f32[4, 4]\n" BLOCK "fn blockw(h) {\n    return tanh(h @ W)\n}\n"
+              "fn loss(x: f32[3, 4]) { return sum(checkpoint(blockw, x) @ W) }\nexport g = grad(loss)\n");
+    /* a training step: the same update as without checkpoint */
+    const char *step = "param W: f32[4, 4] = normal(0, 0.5)\n" BLOCK
+                       "fn loss(x: f32[3, 4]) { return sum(checkpoint(block, checkpoint(block, x, W), W)) }\n"
+                       "export step = adam(loss, lr=0.1)\n";
+    ir_module *m[2];
+    int n;
+    compile_both(step, m, &n);
+    ck_assert_int_eq(n, 2);
+    ir_module *m1 = m[0], *m2 = m[1];
+    ir_func *s1 = ir_module_find(m1, "step"), *s2 = ir_module_find(m2, "step");
+    ck_assert(s1 && s2 && s1->nnodes > s2->nnodes);
+    assert_same_outputs(m1, s1, s2);   /* loss, then the updated W and Adam's state */
+    /* outside a gradient, checkpoint is a plain call: nothing recorded */
+    lower_opts fwd = {.module_name = "t"};
+    ck_assert_ptr_nonnull(compile_source_opts(&ar, &src, "param W: f32[4, 4]\n" BLOCK
+                                              "export fn f(x: f32[3, 4]) { return checkpoint(block, x, W) }\n",
+                                              &fwd, diag_buf, sizeof diag_buf));
+    ck_assert_int_eq(fwd.ncheckpoints, 0);
+    /* the first argument must be a helper fn */
+    assert_error(BLOCK "fn loss(x: f32[3]) { return sum(checkpoint(x, x)) }\nexport g = grad(loss, wrt=[x])\n",
+                 "checkpoint() needs a helper fn as its first argument");
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("autodiff");
@@ -750,6 +875,12 @@ static Suite *suite(void)
     tcase_add_test(tg, custom_gradient_in_training_step);
     tcase_add_test(tg, custom_gradient_errors);
     suite_add_tcase(s, tg);
+    TCase *tk = tcase_create("checkpoint");
+    tcase_set_timeout(tk, 120);
+    tcase_add_test(tk, torch_checkpoint_resnet);
+    tcase_add_test(tk, checkpoint_recomputes_and_saves_memory);
+    tcase_add_test(tk, checkpoint_forms);
+    suite_add_tcase(s, tk);
     return s;
 }
 

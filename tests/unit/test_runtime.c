@@ -14,6 +14,7 @@
 
 #include "common/tensor.h"
 #include "runtime/philox.h"
+#include "runtime/safetensors.h"
 #include "tdsl/runtime.h"
 
 /* Sanitizers abort on an impossible allocation unless told to return NULL, which is the
@@ -38,7 +39,17 @@ static const tdsl_param_desc PARAMS[] = {
     {"k", TDSL_I32, 1, {2}, RT_INIT_FULL, 7.9, 0},
 };
 #define NP ((int)(sizeof PARAMS / sizeof PARAMS[0]))
-static const tdsl_module_desc DESC = {TDSL_ABI_VERSION, "tmod", NP, PARAMS, 1000, 72};
+static const tdsl_module_desc DESC = {TDSL_ABI_VERSION, "tmod", NP, PARAMS, 1000, 72, 0, NULL};
+
+/* The same params with optimizer state, laid out as pass_state_layout does (64-byte slots). */
+static const tdsl_state_desc STATES[] = {
+    {"step.W1.exp_avg", TDSL_F32, 2, {7, 5}, 0},
+    {"step.step", TDSL_I64, 0, {0}, 192},
+    {"step.h.exp_avg_sq", TDSL_F16, 1, {9}, 256},
+    {"step.calls", TDSL_I32, 0, {0}, 320},
+};
+#define NS ((int)(sizeof STATES / sizeof STATES[0]))
+static const tdsl_module_desc SDESC = {TDSL_ABI_VERSION, "tmod", NP, PARAMS, 1000, 384, NS, STATES};
 
 static tdsl_instance *make(uint64_t seed, int threads)
 {
@@ -154,7 +165,7 @@ START_TEST(memory_blocks)
     }
     tdsl_rt_destroy(m);
     /* empty blocks are still valid pointers */
-    static const tdsl_module_desc empty = {TDSL_ABI_VERSION, "empty", 0, NULL, 0, 0};
+    static const tdsl_module_desc empty = {TDSL_ABI_VERSION, "empty", 0, NULL, 0, 0, 0, NULL};
     m = tdsl_rt_create(&empty, NULL);
     ck_assert_ptr_nonnull(m);
     ck_assert_ptr_nonnull(tdsl_rt_arena(m));
@@ -244,7 +255,7 @@ START_TEST(params_bit_identical_to_evaluator)
     tdsl_rt_destroy(m);
     /* the documented known answer: normal(0, 1), seed 0, "W1" */
     static const tdsl_param_desc one[] = {{"W1", TDSL_F32, 1, {4}, RT_INIT_NORMAL, 0, 1}};
-    static const tdsl_module_desc d1 = {TDSL_ABI_VERSION, "ka", 1, one, 0, 0};
+    static const tdsl_module_desc d1 = {TDSL_ABI_VERSION, "ka", 1, one, 0, 0, 0, NULL};
     m = tdsl_rt_create(&d1, NULL);
     ck_assert_ptr_nonnull(m);
     const float *x = tdsl_rt_param(m, 0).data;
@@ -280,8 +291,13 @@ START_TEST(bad_descriptors_refused)
     tdsl_module_desc d = DESC;
     d.abi_version = TDSL_ABI_VERSION + 1;
     ck_assert_ptr_null(tdsl_rt_create(&d, NULL));
-    ck_assert_msg(strstr(tdsl_rt_error(NULL), "module 'tmod' was compiled for runtime ABI 2"), "%s",
-                  tdsl_rt_error(NULL));
+    char want[160];
+    snprintf(want, sizeof want, "module 'tmod' was compiled for runtime ABI %d, but this libtdslrt has ABI %d",
+             TDSL_ABI_VERSION + 1, TDSL_ABI_VERSION);
+    ck_assert_msg(strstr(tdsl_rt_error(NULL), want), "%s", tdsl_rt_error(NULL));
+    d.abi_version = 1;   /* an object from before the state table: refused before it is read */
+    ck_assert_ptr_null(tdsl_rt_create(&d, NULL));
+    ck_assert_msg(strstr(tdsl_rt_error(NULL), "compiled for runtime ABI 1"), "%s", tdsl_rt_error(NULL));
 
     d = DESC;
     d.nparams = -1;
@@ -324,6 +340,51 @@ START_TEST(bad_descriptors_refused)
     d.arena_bytes = UINT64_C(1) << 62;
     ck_assert_ptr_null(tdsl_rt_create(&d, NULL));
     ck_assert_msg(strstr(tdsl_rt_error(NULL), "out of memory allocating the arena"), "%s", tdsl_rt_error(NULL));
+
+    /* the state table: names shared with params or each other, tensors outside the block
+     * or on top of each other */
+    tdsl_state_desc ss[NS];
+    memcpy(ss, STATES, sizeof ss);
+    d = SDESC;
+    d.states = ss;
+    ss[1].name = "W1";
+    ck_assert_ptr_null(tdsl_rt_create(&d, NULL));
+    ck_assert_msg(strstr(tdsl_rt_error(NULL), "state 'W1' has the name of a param"), "%s", tdsl_rt_error(NULL));
+    ss[1].name = "step.calls";
+    ck_assert_ptr_null(tdsl_rt_create(&d, NULL));
+    ck_assert_msg(strstr(tdsl_rt_error(NULL), "state name 'step.calls' is used twice"), "%s", tdsl_rt_error(NULL));
+    ss[1] = STATES[1];
+    ss[1].name = "__metadata__";
+    ck_assert_ptr_null(tdsl_rt_create(&d, NULL));
+    ck_assert_msg(strstr(tdsl_rt_error(NULL), "state 1 has an invalid name"), "%s", tdsl_rt_error(NULL));
+    ss[1] = STATES[1];
+    ss[3].offset = 380;   /* 4 bytes from 380 end at 384: fits; from 381 they do not */
+    tdsl_instance *fits = tdsl_rt_create(&d, NULL);
+    ck_assert_msg(fits != NULL, "%s", tdsl_rt_error(NULL));
+    tdsl_rt_destroy(fits);
+    ss[3].offset = 381;
+    ck_assert_ptr_null(tdsl_rt_create(&d, NULL));
+    ck_assert_msg(strstr(tdsl_rt_error(NULL), "state 'step.calls' lies outside the state block"), "%s",
+                  tdsl_rt_error(NULL));
+    ss[3].offset = UINT64_MAX - 1;   /* offset + bytes would wrap */
+    ck_assert_ptr_null(tdsl_rt_create(&d, NULL));
+    ck_assert_msg(strstr(tdsl_rt_error(NULL), "lies outside the state block"), "%s", tdsl_rt_error(NULL));
+    ss[3] = STATES[3];
+    ss[1].offset = 136;   /* the last 4 bytes of step.W1.exp_avg (140 bytes) */
+    ck_assert_ptr_null(tdsl_rt_create(&d, NULL));
+    ck_assert_msg(strstr(tdsl_rt_error(NULL), "states 'step.W1.exp_avg' and 'step.step' overlap"), "%s",
+                  tdsl_rt_error(NULL));
+    ss[1] = STATES[1];
+    ss[2].dtype = 9;
+    ck_assert_ptr_null(tdsl_rt_create(&d, NULL));
+    ck_assert_msg(strstr(tdsl_rt_error(NULL), "state 'step.h.exp_avg_sq' has an invalid dtype, rank or shape"), "%s",
+                  tdsl_rt_error(NULL));
+    d = SDESC;
+    d.states = NULL;
+    ck_assert_ptr_null(tdsl_rt_create(&d, NULL));
+    ck_assert_msg(strstr(tdsl_rt_error(NULL), "malformed module descriptor (state table)"), "%s", tdsl_rt_error(NULL));
+    d.nstates = -1;
+    ck_assert_ptr_null(tdsl_rt_create(&d, NULL));
 
     /* a successful create clears the per-thread message */
     tdsl_instance *m = make(0, 1);
@@ -694,7 +755,7 @@ END_TEST
 /* Saves a file from a module with params ps (same names as DESC, altered). */
 static void save_variant(const char *path, const tdsl_param_desc *ps, int n, uint64_t seed)
 {
-    tdsl_module_desc d = {TDSL_ABI_VERSION, "other", n, ps, 0, 0};
+    tdsl_module_desc d = {TDSL_ABI_VERSION, "other", n, ps, 0, 0, 0, NULL};
     tdsl_options o = TDSL_OPTIONS_INIT;
     o.seed = seed;
     o.threads = 1;
@@ -789,11 +850,244 @@ START_TEST(load_refuses_bad_files)
     more[NP] = (tdsl_param_desc){"zzz_extra", TDSL_F32, 1, {3}, RT_INIT_ONES, 0, 0};
     tmp_path(path, sizeof path, "extra.safetensors");
     save_variant(path, more, NP + 1, 9);
-    expect_load_error(m, path, TDSL_ERR_FORMAT, "tensor 'zzz_extra' in the file is not a param of module 'tmod'");
+    expect_load_error(m, path, TDSL_ERR_FORMAT, "tensor 'zzz_extra' in the file is not a param or state of module 'tmod'");
 
     /* after all that, a good file still loads */
     ck_assert_int_eq(tdsl_rt_load(m, good), TDSL_OK);
     free(gbuf);
+    tdsl_rt_destroy(m);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- optimizer state */
+
+static tdsl_instance *make_s(uint64_t seed)
+{
+    tdsl_options o = TDSL_OPTIONS_INIT;
+    o.seed = seed;
+    o.threads = 1;
+    tdsl_instance *m = tdsl_rt_create(&SDESC, &o);
+    ck_assert_msg(m != NULL, "%s", tdsl_rt_error(NULL));
+    return m;
+}
+
+/* A recognizable state block, different per seed (as training would leave it). */
+static void fill_state(tdsl_instance *m, uint8_t seed)
+{
+    uint8_t *st = tdsl_rt_state(m);
+    for (uint64_t i = 0; i < SDESC.state_bytes; i++)
+        st[i] = (uint8_t)(seed * 31u + i * 7u + 1u);
+}
+
+static uint8_t *state_copy(tdsl_instance *m)
+{
+    uint8_t *b = malloc(SDESC.state_bytes);
+    memcpy(b, tdsl_rt_state(m), SDESC.state_bytes);
+    return b;
+}
+
+/* Bytes of state i within the block. */
+static int state_eq(tdsl_instance *a, const uint8_t *b, int i)
+{
+    size_t n = tdsl_dtype_size(STATES[i].dtype);
+    for (int k = 0; k < STATES[i].rank; k++)
+        n *= (size_t)STATES[i].shape[k];
+    return memcmp((uint8_t *)tdsl_rt_state(a) + STATES[i].offset, b + STATES[i].offset, n) == 0;
+}
+
+/* Saves from a module with params ps and states ss (altered copies of SDESC's). */
+static void save_variant_s(const char *path, const tdsl_param_desc *ps, int n, const tdsl_state_desc *ss, int ns,
+                           uint64_t state_bytes, uint64_t seed)
+{
+    tdsl_module_desc d = {TDSL_ABI_VERSION, "other", n, ps, 0, state_bytes, ns, ss};
+    tdsl_options o = TDSL_OPTIONS_INIT;
+    o.seed = seed;
+    o.threads = 1;
+    tdsl_instance *m = tdsl_rt_create(&d, &o);
+    ck_assert_msg(m != NULL, "%s", tdsl_rt_error(NULL));
+    memset(tdsl_rt_state(m), 0x5a, (size_t)state_bytes);
+    ck_assert_msg(tdsl_rt_save(m, path) == TDSL_OK, "%s", tdsl_rt_error(m));
+    tdsl_rt_destroy(m);
+}
+
+START_TEST(save_load_with_state)
+{
+    char path[512];
+    tmp_path(path, sizeof path, "ckpt.safetensors");
+    tdsl_instance *a = make_s(11), *b = make_s(22);
+    fill_state(a, 1);
+    fill_state(b, 2);
+    ck_assert_int_eq(tdsl_rt_save(a, path), TDSL_OK);
+    /* the file: params and states under their names, with their types and bytes */
+    char err[512];
+    st_file *f = st_open(path, err, sizeof err);
+    ck_assert_msg(f != NULL, "%s", err);
+    ck_assert_int_eq(st_count(f), NP + NS);
+    ck_assert_str_eq(st_metadata(f, "module"), "tmod");
+    for (int i = 0; i < NS; i++) {
+        const st_tensor *t = st_find(f, STATES[i].name);
+        ck_assert_msg(t != NULL, "state '%s' is not in the file", STATES[i].name);
+        ck_assert_int_eq(t->dtype, STATES[i].dtype);
+        ck_assert_int_eq(t->rank, STATES[i].rank);
+        for (int k = 0; k < t->rank; k++)
+            ck_assert_int_eq(t->shape[k], STATES[i].shape[k]);
+        ck_assert(memcmp(t->data, (uint8_t *)tdsl_rt_state(a) + STATES[i].offset, t->nbytes) == 0);
+    }
+    st_close(f);
+    /* load: b becomes a, params and every state */
+    size_t la;
+    uint8_t *sa = snapshot(a, &la), *sta = state_copy(a);
+    ck_assert_int_eq(tdsl_rt_load(b, path), TDSL_OK);
+    assert_unchanged(b, sa, la);
+    for (int i = 0; i < NS; i++)
+        ck_assert_msg(state_eq(b, sta, i), "state '%s' was not loaded", STATES[i].name);
+    /* a module without these states refuses the checkpoint: they are foreign tensors to it */
+    tdsl_instance *c = make(5, 1);
+    expect_load_error(c, path, TDSL_ERR_FORMAT, "tensor 'step.W1.exp_avg' in the file is not a param or state of module 'tmod'");
+    tdsl_rt_destroy(c);
+    free(sa);
+    free(sta);
+    tdsl_rt_destroy(a);
+    tdsl_rt_destroy(b);
+}
+END_TEST
+
+/* A params-only file (an older save, a model from PyTorch) loads the params and leaves the
+ * optimizer state as it was; a file with some states loads those. */
+START_TEST(params_only_file_keeps_state)
+{
+    char path[512];
+    tmp_path(path, sizeof path, "params_only.safetensors");
+    tdsl_instance *src = make(5, 1);   /* DESC: the same params, no state */
+    ck_assert_int_eq(tdsl_rt_save(src, path), TDSL_OK);
+    size_t ls;
+    uint8_t *s5 = snapshot(src, &ls);
+    tdsl_rt_destroy(src);
+    tdsl_instance *m = make_s(6);
+    fill_state(m, 3);
+    uint8_t *before = state_copy(m);
+    ck_assert_msg(tdsl_rt_load(m, path) == TDSL_OK, "%s", tdsl_rt_error(m));
+    assert_unchanged(m, s5, ls);
+    ck_assert(memcmp(tdsl_rt_state(m), before, SDESC.state_bytes) == 0);
+
+    /* some states: only step.step and step.calls in the file */
+    tdsl_state_desc some[2] = {STATES[1], STATES[3]};
+    some[0].offset = 0;
+    some[1].offset = 64;
+    tmp_path(path, sizeof path, "some_states.safetensors");
+    save_variant_s(path, PARAMS, NP, some, 2, 128, 7);   /* states filled with 0x5a */
+    ck_assert_msg(tdsl_rt_load(m, path) == TDSL_OK, "%s", tdsl_rt_error(m));
+    ck_assert(state_eq(m, before, 0) && state_eq(m, before, 2));
+    ck_assert_int_eq(*(int64_t *)((uint8_t *)tdsl_rt_state(m) + STATES[1].offset), INT64_C(0x5a5a5a5a5a5a5a5a));
+    ck_assert_int_eq(*(int32_t *)((uint8_t *)tdsl_rt_state(m) + STATES[3].offset), 0x5a5a5a5a);
+    free(before);
+    free(s5);
+    tdsl_rt_destroy(m);
+}
+END_TEST
+
+/* expect_load_error, and the state block is unchanged too */
+static void expect_state_load_error(tdsl_instance *m, const char *path, const char *msg)
+{
+    uint8_t *before = state_copy(m);
+    expect_load_error(m, path, TDSL_ERR_FORMAT, msg);
+    ck_assert_msg(memcmp(tdsl_rt_state(m), before, SDESC.state_bytes) == 0, "a failed load modified the state");
+    free(before);
+}
+
+START_TEST(load_refuses_bad_state)
+{
+    char path[512];
+    tdsl_instance *m = make_s(3);
+    fill_state(m, 4);
+    tdsl_state_desc ss[NS];
+
+    memcpy(ss, STATES, sizeof ss);
+    ss[0].shape[1] = 6;   /* 168 bytes: still inside its 192-byte slot */
+    tmp_path(path, sizeof path, "state_shape.safetensors");
+    save_variant_s(path, PARAMS, NP, ss, NS, SDESC.state_bytes, 9);
+    expect_state_load_error(m, path, "state 'step.W1.exp_avg' is f32[7, 6] in the file, f32[7, 5] in the module "
+                                     "(the file was saved by module 'other')");
+
+    memcpy(ss, STATES, sizeof ss);
+    ss[1].dtype = TDSL_I32;
+    tmp_path(path, sizeof path, "state_dtype.safetensors");
+    save_variant_s(path, PARAMS, NP, ss, NS, SDESC.state_bytes, 9);
+    expect_state_load_error(m, path, "state 'step.step' is i32 in the file, i64 in the module");
+
+    memcpy(ss, STATES, sizeof ss);
+    ss[2].name = "step.b1.exp_avg_sq";   /* a state this module does not have */
+    tmp_path(path, sizeof path, "state_unknown.safetensors");
+    save_variant_s(path, PARAMS, NP, ss, NS, SDESC.state_bytes, 9);
+    expect_state_load_error(m, path, "tensor 'step.b1.exp_avg_sq' in the file is not a param or state of module 'tmod'");
+
+    /* good states but a bad param: the states are not loaded either */
+    tdsl_param_desc ps[NP];
+    memcpy(ps, PARAMS, sizeof ps);
+    ps[1].shape[0] = 4;
+    tmp_path(path, sizeof path, "param_bad_state_good.safetensors");
+    save_variant_s(path, ps, NP, STATES, NS, SDESC.state_bytes, 9);
+    expect_state_load_error(m, path, "param 'b1' is f32[4] in the file, f32[5] in the module");
+    /* and a missing param with every state present */
+    tmp_path(path, sizeof path, "no_param.safetensors");
+    save_variant_s(path, PARAMS, NP - 1, STATES, NS, SDESC.state_bytes, 9);
+    expect_state_load_error(m, path, "param 'k' (i32[2]) is missing from the file");
+    tdsl_rt_destroy(m);
+}
+END_TEST
+
+/* The bytes of a checkpoint are what safetensors 0.8.0 writes for the same dict:
+ *   t = {'w': np.array([1.5, -2], np.float32), 'w2': np.ones((2, 3), np.float16),
+ *        's.w.exp_avg': np.array([0.25, 4], np.float32), 's.step': np.array(3, np.int64),
+ *        's.calls': np.array(-7, np.int32), 's.w2.m': np.zeros((2, 3), np.float16)}
+ *   safetensors.numpy.save_file(t, path, metadata={'module': 'ck'}) */
+START_TEST(checkpoint_bytes_match_python)
+{
+    static const tdsl_param_desc ps[] = {{"w", TDSL_F32, 1, {2}, RT_INIT_ZEROS, 0, 0},
+                                         {"w2", TDSL_F16, 2, {2, 3}, RT_INIT_ONES, 0, 0}};
+    static const tdsl_state_desc ss[] = {{"s.w.exp_avg", TDSL_F32, 1, {2}, 0},
+                                         {"s.step", TDSL_I64, 0, {0}, 64},
+                                         {"s.calls", TDSL_I32, 0, {0}, 128},
+                                         {"s.w2.m", TDSL_F16, 2, {2, 3}, 192}};
+    static const tdsl_module_desc d = {TDSL_ABI_VERSION, "ck", 2, ps, 0, 256, 4, ss};
+    static const char header[] =
+        "{\"__metadata__\":{\"module\":\"ck\"},\"s.step\":{\"dtype\":\"I64\",\"shape\":[],\"data_offsets\":[0,8]},"
+        "\"s.w.exp_avg\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]},"
+        "\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[16,24]},"
+        "\"s.calls\":{\"dtype\":\"I32\",\"shape\":[],\"data_offsets\":[24,28]},"
+        "\"s.w2.m\":{\"dtype\":\"F16\",\"shape\":[2,3],\"data_offsets\":[28,40]},"
+        "\"w2\":{\"dtype\":\"F16\",\"shape\":[2,3],\"data_offsets\":[40,52]}}    ";
+    static const uint8_t data[52] = {3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x80, 0x3e, 0, 0, 0x80, 0x40, 0, 0, 0xc0, 0x3f,
+                                     0, 0, 0, 0xc0, 0xf9, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                     0, 0x3c, 0, 0x3c, 0, 0x3c, 0, 0x3c, 0, 0x3c, 0, 0x3c};
+    tdsl_instance *m = tdsl_rt_create(&d, NULL);
+    ck_assert_msg(m != NULL, "%s", tdsl_rt_error(NULL));
+    float w[2] = {1.5f, -2}, ea[2] = {0.25f, 4};
+    int64_t step = 3;
+    int32_t calls = -7;
+    memcpy(tdsl_rt_param(m, 0).data, w, sizeof w);
+    uint8_t *st = tdsl_rt_state(m);
+    memcpy(st, ea, sizeof ea);
+    memcpy(st + 64, &step, sizeof step);
+    memcpy(st + 128, &calls, sizeof calls);
+    char path[512];
+    tmp_path(path, sizeof path, "ck.safetensors");
+    ck_assert_int_eq(tdsl_rt_save(m, path), TDSL_OK);
+    size_t len, hl = sizeof header - 1;
+    uint8_t *got = slurp(path, &len);
+    ck_assert_uint_eq(hl, 392);
+    ck_assert_uint_eq(len, 8 + hl + sizeof data);
+    uint8_t len8[8] = {(uint8_t)(hl & 0xff), (uint8_t)(hl >> 8), 0, 0, 0, 0, 0, 0};
+    ck_assert(memcmp(got, len8, 8) == 0);
+    ck_assert_msg(memcmp(got + 8, header, hl) == 0, "header:\n%.*s", (int)hl, (const char *)got + 8);
+    ck_assert(memcmp(got + 8 + hl, data, sizeof data) == 0);
+    /* and it loads back into a fresh instance */
+    tdsl_instance *b = tdsl_rt_create(&d, NULL);
+    ck_assert_int_eq(tdsl_rt_load(b, path), TDSL_OK);
+    ck_assert(memcmp(tdsl_rt_state(b), st, 256) == 0);
+    ck_assert(memcmp(tdsl_rt_param(b, 0).data, w, sizeof w) == 0);
+    free(got);
+    tdsl_rt_destroy(b);
     tdsl_rt_destroy(m);
 }
 END_TEST
@@ -879,6 +1173,10 @@ static Suite *runtime_suite(void)
     tcase_add_test(io, save_load_round_trip);
     tcase_add_test(io, load_refuses_bad_files);
     tcase_add_test(io, failed_save_leaves_old_file);
+    tcase_add_test(io, save_load_with_state);
+    tcase_add_test(io, params_only_file_keeps_state);
+    tcase_add_test(io, load_refuses_bad_state);
+    tcase_add_test(io, checkpoint_bytes_match_python);
     suite_add_tcase(s, io);
     return s;
 }

@@ -20,6 +20,7 @@
 #include "codegen/header.h"
 #include "passes/passes.h"
 #include "tools/npy.h"
+#include "runtime/safetensors.h"
 
 #define TRAIN_DIR TDSL_SOURCE_DIR "/tests/train"
 
@@ -331,6 +332,229 @@ START_TEST(reset_zeroes_state)
 }
 END_TEST
 
+/* ---- resuming training (docs/c-api.md, saving and loading): save after k steps, load
+ * into a fresh instance, go on: the same losses and params, bit for bit, as one
+ * uninterrupted run. A params-only file leaves the state alone; a bad state or a foreign
+ * tensor is refused and changes nothing. JIT and AOT. ---- */
+typedef struct rt_fns {
+    void *(*create)(const tdsl_options *);
+    void (*destroy)(void *);
+    int (*save)(const void *, const char *);
+    int (*load)(void *, const char *);
+    tdsl_tensor (*param)(void *, int);
+    void *(*state)(tdsl_instance *);   /* tdsl_rt_state of the runtime this engine's instances use */
+} rt_fns;
+
+static rt_fns fns_of(const compiled *c, const char *mod)
+{
+    rt_fns r;
+    *(void **)&r.create = engine_lookup(c, mod, "create");
+    *(void **)&r.destroy = engine_lookup(c, mod, "destroy");
+    *(void **)&r.save = engine_lookup(c, mod, "save");
+    *(void **)&r.load = engine_lookup(c, mod, "load");
+    *(void **)&r.param = engine_lookup(c, mod, "param");
+    /* the AOT library's instances live in the shared libtdslrt it links, the JIT's in ours */
+    if (c->jit)
+        r.state = tdsl_rt_state;
+    else
+        *(void **)&r.state = dlsym(c->dl, "tdsl_rt_state");
+    ck_assert(r.create && r.destroy && r.save && r.load && r.param && r.state);
+    return r;
+}
+
+/* Runs calls [from, to) of export f on inst (rows of the model's data); the losses go to loss[]. */
+static void run_calls(const compiled *c, void *inst, const model_data *d, const ir_func *f, int from, int to,
+                      float *loss)
+{
+    compiled ci = *c;
+    ci.inst = inst;
+    char err[512];
+    for (int i = from; i < to; i++) {
+        host_tensor args[2] = {row_of(&d->x, i), row_of(&d->y, i)}, out = {0};
+        ck_assert_msg(engine_call(&ci, d->name, f, args, &out, err, sizeof err) == 0, "%s call %d: %s", f->name, i, err);
+        loss[i] = ((float *)out.data)[0];
+        host_tensor_free(&out);
+        host_tensor_free(&args[0]);
+        host_tensor_free(&args[1]);
+    }
+}
+
+static void set_init(const rt_fns *r, void *inst, const model_data *d)
+{
+    for (int p = 0; p < d->m->nparams; p++)
+        memcpy(r->param(inst, p).data, d->init[p].data, host_tensor_bytes(&d->init[p]));
+}
+
+/* Every param and the whole state block of inst, concatenated. */
+static uint8_t *snapshot_all(const rt_fns *r, void *inst, const ir_module *m, size_t *len)
+{
+    size_t sb = (size_t)pass_state_layout(m, NULL), n = sb;
+    for (int p = 0; p < m->nparams; p++) {
+        tdsl_tensor t = r->param(inst, p);
+        size_t b = tdsl_dtype_size(t.dtype);
+        for (int k = 0; k < t.rank; k++)
+            b *= (size_t)t.shape[k];
+        n += b;
+    }
+    uint8_t *buf = malloc(n), *at = buf;
+    for (int p = 0; p < m->nparams; p++) {
+        tdsl_tensor t = r->param(inst, p);
+        size_t b = tdsl_dtype_size(t.dtype);
+        for (int k = 0; k < t.rank; k++)
+            b *= (size_t)t.shape[k];
+        memcpy(at, t.data, b);
+        at += b;
+    }
+    memcpy(at, r->state((tdsl_instance *)inst), sb);
+    *len = n;
+    return buf;
+}
+
+/* Writes the params of inst and, when extra is given, one more tensor: a file as another
+ * tool (PyTorch, NumPy) would write it, without the module's metadata. */
+static void write_params(const char *path, const rt_fns *r, void *inst, const ir_module *m, const st_tensor *extra)
+{
+    st_tensor ts[9];
+    memset(ts, 0, sizeof ts);
+    ck_assert_int_le(m->nparams, 8);
+    for (int p = 0; p < m->nparams; p++) {
+        tdsl_tensor t = r->param(inst, p);
+        snprintf(ts[p].name, sizeof ts[p].name, "%s", t.name);
+        ts[p].dtype = t.dtype;
+        ts[p].rank = t.rank;
+        memcpy(ts[p].shape, t.shape, sizeof ts[p].shape);
+        ts[p].data = t.data;
+        ts[p].nbytes = tdsl_dtype_size(t.dtype);
+        for (int k = 0; k < t.rank; k++)
+            ts[p].nbytes *= (size_t)t.shape[k];
+    }
+    int n = m->nparams;
+    if (extra)
+        ts[n++] = *extra;
+    char err[512];
+    ck_assert_msg(st_save(path, ts, n, err, sizeof err) == 0, "%s", err);
+}
+
+#define RESUME_CALLS 7
+#define RESUME_AT 4   /* adam_accum (accumulate=3): one gradient is pending in the saved state */
+
+START_TEST(resume_bit_exact)
+{
+    static const char *const exports[] = {"adam_plain", "adam_accum", "adamw_betas", "sgd_momentum"};
+    model_data d;
+    load_model(&d, "mlp");
+    ir_module *m = d.m;
+    char err[512], dir[] = "/tmp/tdsl-resume-XXXXXX", path[600], ponly[600], bad[600];
+    ck_assert(mkdtemp(dir) != NULL);
+    snprintf(path, sizeof path, "%s/ckpt.safetensors", dir);
+    snprintf(ponly, sizeof ponly, "%s/params.safetensors", dir);
+    snprintf(bad, sizeof bad, "%s/bad.safetensors", dir);
+    engines e;
+    ck_assert_msg(engines_open(&e, m, "mlp", err, sizeof err) == 0, "%s", err);
+    size_t sbytes = (size_t)pass_state_layout(m, NULL);
+    for (int k = 0; k < 2; k++) {
+        const compiled *c = &e.c[k];
+        rt_fns r = fns_of(c, "mlp");
+        tdsl_options seeded = TDSL_OPTIONS_INIT;
+        seeded.seed = 77;   /* other initial params: a resumed run must not depend on them */
+        for (size_t x = 0; x < sizeof exports / sizeof *exports; x++) {
+            const ir_func *f = ir_module_find(m, exports[x]);
+            ck_assert_ptr_nonnull(f);
+            /* uninterrupted */
+            float want[RESUME_CALLS], got[RESUME_CALLS];
+            void *a = r.create(NULL);
+            set_init(&r, a, &d);
+            run_calls(c, a, &d, f, 0, RESUME_CALLS, want);
+            size_t la;
+            uint8_t *end_a = snapshot_all(&r, a, m, &la);
+            /* interrupted: save after RESUME_AT calls, resume in a fresh instance */
+            void *b = r.create(NULL);
+            set_init(&r, b, &d);
+            run_calls(c, b, &d, f, 0, RESUME_AT, got);
+            ck_assert_int_eq(r.save(b, path), 0);
+            write_params(ponly, &r, b, m, NULL);
+            void *cc = r.create(&seeded);
+            ck_assert_int_eq(r.load(cc, path), 0);
+            size_t lb, lc;
+            uint8_t *at_b = snapshot_all(&r, b, m, &lb), *at_c = snapshot_all(&r, cc, m, &lc);
+            ck_assert(lb == lc && memcmp(at_b, at_c, lb) == 0);   /* params and the whole state block */
+            run_calls(c, cc, &d, f, RESUME_AT, RESUME_CALLS, got);
+            for (int i = RESUME_AT; i < RESUME_CALLS; i++)
+                ck_assert_msg(memcmp(&got[i], &want[i], sizeof want[i]) == 0, "%s %s call %d: loss %.9g resumed, %.9g uninterrupted",
+                              c->engine, exports[x], i, got[i], want[i]);
+            uint8_t *end_c = snapshot_all(&r, cc, m, &lc);
+            ck_assert_msg(lc == la && memcmp(end_c, end_a, la) == 0, "%s %s: the resumed run ends elsewhere", c->engine,
+                          exports[x]);
+            free(end_c);
+
+            /* a params-only file: the params load, the state stays as it was (here: zero, so
+             * Adam restarts its moments and the run ends elsewhere) */
+            void *p = r.create(&seeded);
+            ck_assert_int_eq(r.load(p, ponly), 0);
+            size_t lp;
+            uint8_t *at_p = snapshot_all(&r, p, m, &lp), *zeros = calloc(1, sbytes + 1);
+            ck_assert(memcmp(at_p, at_b, lp - sbytes) == 0);
+            ck_assert(memcmp(at_p + (lp - sbytes), zeros, sbytes) == 0);
+            run_calls(c, p, &d, f, RESUME_AT, RESUME_CALLS, got);
+            uint8_t *end_p = snapshot_all(&r, p, m, &lp);
+            ck_assert_msg(memcmp(end_p, end_a, la - sbytes) != 0, "%s %s: the state made no difference", c->engine,
+                          exports[x]);
+            /* ... and over a trained instance it keeps that instance's state */
+            uint8_t *before = snapshot_all(&r, p, m, &lp);
+            ck_assert_int_eq(r.load(p, ponly), 0);
+            uint8_t *after = snapshot_all(&r, p, m, &lp);
+            ck_assert(memcmp(after + (lp - sbytes), before + (lp - sbytes), sbytes) == 0);
+            ck_assert(memcmp(after, at_b, lp - sbytes) == 0);
+            free(after);
+
+            /* a state of the wrong shape, and a tensor the module does not have: refused,
+             * nothing changed */
+            char sname[128];
+            snprintf(sname, sizeof sname, "%s.W1.%s", exports[x], strncmp(exports[x], "sgd", 3) ? "exp_avg" : "momentum_buffer");
+            float junk[4 * 5] = {0};
+            st_tensor wrong = {.dtype = ST_F32, .rank = 2, .shape = {4, 5}, .data = junk, .nbytes = sizeof junk};
+            snprintf(wrong.name, sizeof wrong.name, "%s", sname);
+            write_params(bad, &r, b, m, &wrong);
+            before = (free(before), snapshot_all(&r, p, m, &lp));
+            compiled cp = *c;
+            cp.inst = p;
+            ck_assert_int_eq(r.load(p, bad), TDSL_ERR_FORMAT);
+            char want_msg[300];
+            snprintf(want_msg, sizeof want_msg, "state '%s' is f32[4, 5] in the file, f32[4, 6] in the module", sname);
+            ck_assert_msg(strstr(cp.error(p), want_msg), "%s", cp.error(p));
+            after = snapshot_all(&r, p, m, &lp);
+            ck_assert(memcmp(after, before, lp) == 0);
+            free(after);
+            snprintf(wrong.name, sizeof wrong.name, "%s.W9.exp_avg", exports[x]);
+            wrong.rank = 1, wrong.shape[0] = 20;
+            write_params(bad, &r, b, m, &wrong);
+            ck_assert_int_eq(r.load(p, bad), TDSL_ERR_FORMAT);
+            ck_assert_msg(strstr(cp.error(p), "in the file is not a param or state of module 'mlp'"), "%s", cp.error(p));
+            after = snapshot_all(&r, p, m, &lp);
+            ck_assert(memcmp(after, before, lp) == 0);
+            free(after);
+            free(before);
+            free(end_p);
+            free(at_p);
+            free(zeros);
+            free(at_b);
+            free(at_c);
+            free(end_a);
+            r.destroy(p);
+            r.destroy(cc);
+            r.destroy(b);
+            r.destroy(a);
+        }
+    }
+    engines_close(&e);
+    remove(path);
+    remove(ponly);
+    remove(bad);
+    rmdir(dir);
+    free_model(&d);
+}
+END_TEST
+
 /* ---- the text IR of steps: print -> parse -> print is the identity, and the parsed
  * module runs the same step ---- */
 static char *print_module(const ir_module *m)
@@ -619,6 +843,7 @@ static Suite *suite(void)
     tcase_add_test(tr, check_finite_steps);
     tcase_add_test(tr, reset_zeroes_state);
     tcase_add_test(tr, updates_commit_after_reads);
+    tcase_add_test(tr, resume_bit_exact);
     suite_add_tcase(s, tr);
     TCase *tx = tcase_create("text");
     tcase_set_timeout(tx, 60);

@@ -59,7 +59,7 @@ typedef struct tdsl_tensor {
 /* ---- the ABI between generated code and the runtime ----
  * Each compiled module holds one constant descriptor; <module>_create passes it here.
  * Applications do not call these directly. */
-#define TDSL_ABI_VERSION 1
+#define TDSL_ABI_VERSION 2   /* 2: the state table (names, shapes, offsets) for save/load */
 
 typedef struct tdsl_param_desc {
     const char *name;
@@ -70,6 +70,17 @@ typedef struct tdsl_param_desc {
     double a, b;
 } tdsl_param_desc;
 
+/* One tensor of the state block (optimizer moments, step counters): dense row-major at
+ * offset bytes into it, always zero at create. Names ("step.W1.exp_avg") are what save and
+ * load use in the file, next to the param names. */
+typedef struct tdsl_state_desc {
+    const char *name;
+    int dtype;
+    int rank;
+    int64_t shape[TDSL_MAX_RANK];
+    uint64_t offset;             /* bytes into the state block */
+} tdsl_state_desc;
+
 typedef struct tdsl_module_desc {
     uint32_t abi_version;        /* TDSL_ABI_VERSION */
     const char *name;            /* module name */
@@ -77,6 +88,8 @@ typedef struct tdsl_module_desc {
     const tdsl_param_desc *params;
     uint64_t arena_bytes;        /* scratch the exports need (max over exports) */
     uint64_t state_bytes;        /* persistent state beyond params (optimizer moments, ...) */
+    int nstates;                 /* (ABI 2) the tensors of the state block */
+    const tdsl_state_desc *states;
 } tdsl_module_desc;
 
 typedef struct tdsl_instance tdsl_instance;
@@ -102,8 +115,11 @@ int  tdsl_rt_check_finite(const tdsl_instance *inst);
  * takes part. Nested calls run serially. */
 typedef void (*tdsl_task_fn)(void *ctx, int64_t i);
 void tdsl_rt_parallel_for(tdsl_instance *inst, int64_t n, tdsl_task_fn fn, void *ctx);
-int  tdsl_rt_save(const tdsl_instance *inst, const char *path);   /* safetensors, atomic */
-int  tdsl_rt_load(tdsl_instance *inst, const char *path);         /* checks names, dtypes, shapes */
+/* Params, then every state under its name: one safetensors file, written atomically. */
+int  tdsl_rt_save(const tdsl_instance *inst, const char *path);
+/* Every param (exact dtype and shape); the states the file holds (absent ones keep their
+ * values); any other tensor or any mismatch is TDSL_ERR_FORMAT and changes nothing. */
+int  tdsl_rt_load(tdsl_instance *inst, const char *path);
 tdsl_tensor tdsl_rt_param(tdsl_instance *inst, int i);
 /* Re-initializes every param from the seed and zeroes the state block (as at create). */
 void tdsl_rt_reset_params(tdsl_instance *inst, uint64_t seed);
