@@ -40,6 +40,7 @@
 #define HAVE_X86_CLONES 1
 #endif
 
+#include "bench.h"
 #include "codegen/llvm.h"
 #include "common/arena.h"
 #include "frontend/ast.h"
@@ -157,26 +158,6 @@ static void chain_nt_loop(float *x, const float *a, const float *b, const float 
 #pragma GCC pop_options
 #endif
 
-/* ---- timing helpers ---- */
-static double now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 /* ---- the variants ---- */
 typedef enum { V_TRIAD, V_TRIAD_NT, V_CHAIN_C, V_CHAIN_NT, V_TDSL, V_TDSL_NOFUSE, NV } variant;
 static const char *const vname[NV] = {"triad (C)",  "triad-nt (C)", "chain (C)",
@@ -184,9 +165,6 @@ static const char *const vname[NV] = {"triad (C)",  "triad-nt (C)", "chain (C)",
 static const double vbytes[NV] = {12, 12, 16, 16, 16, 16};   /* counted bytes per element */
 
 typedef int (*chain_fn)(void *, const float *, const float *, const float *, float *);
-typedef void *(*create_fn)(const tdsl_options *);
-typedef void (*destroy_fn)(void *);
-typedef const char *(*error_fn)(const void *);
 
 typedef struct bufs {
     int64_t n;

@@ -25,6 +25,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench.h"
 #include "common/arena.h"
 #include "common/diag.h"
 #include "frontend/ast.h"
@@ -139,12 +140,7 @@ static int loop_for(int units) { return units / (2 * nfuncs) > 1 ? units / (2 * 
 
 static clockid_t bench_clock = CLOCK_MONOTONIC;
 
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(bench_clock, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
+static double now_ms(void) { return clock_ns(bench_clock) / 1e6; }
 
 typedef struct stage_times {
     double parse, lower, verify, total;
@@ -189,21 +185,14 @@ out:
     return ok;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 typedef struct stat3 {
     double med, min, max;
 } stat3;
 
 static stat3 stats(double *v, int n)
 {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    stat3 s = {n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2, v[0], v[n - 1]};
-    return s;
+    double med = median(v, n);   /* sorts v */
+    return (stat3){med, v[0], v[n - 1]};
 }
 
 /* Layers for about `target` IR nodes: two calibration compiles fit nodes = a + b * units

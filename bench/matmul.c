@@ -29,6 +29,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench.h"
 #include "codegen/llvm.h"
 #include "common/arena.h"
 #include "frontend/ast.h"
@@ -48,29 +49,7 @@ typedef struct shape {
     bool ta, tb;         /* A is stored [K, M] and used as A.T; B stored [N, K] used as B.T */
 } shape;
 
-static double now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 typedef int (*mm_fn)(void *, const float *, const float *, float *);
-typedef void *(*create_fn)(const tdsl_options *);
-typedef void (*destroy_fn)(void *);
-typedef const char *(*error_fn)(const void *);
 
 static void *lookup(cg_jit *j, const char *name)
 {

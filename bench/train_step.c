@@ -25,6 +25,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench.h"
 #include "codegen/llvm.h"
 #include "common/arena.h"
 #include "frontend/ast.h"
@@ -42,25 +43,6 @@ typedef struct model_shape {
 
 static const model_shape MODELS[] = {{"mlp784", 784, 256, 10}, {"mlp64", 64, 64, 10}};
 enum { NMODELS = sizeof MODELS / sizeof MODELS[0] };
-
-static double now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 /* The model's source: a training step and a forward-only export of the same model. */
 static int model_source(const model_shape *s, char *buf, size_t cap)
@@ -175,9 +157,6 @@ static float blas_run(blas_step *b, const float *x, const int32_t *y)
 
 /* ---- the tdsl module ---- */
 typedef int (*step_fn)(void *, const float *, const int32_t *, float *);
-typedef void *(*create_fn)(const tdsl_options *);
-typedef void (*destroy_fn)(void *);
-typedef tdsl_tensor (*param_fn)(void *, int);
 
 typedef struct tdsl_model {
     cg_jit *jit;

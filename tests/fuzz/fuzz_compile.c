@@ -1,5 +1,5 @@
-/* libFuzzer target: the whole front end (parse, lower, verify, print and re-parse the IR)
- * on arbitrary bytes. Any crash, sanitizer report or leak is a bug: bad input must only
+/* libFuzzer target: the whole front end (parse, lower with autodiff, verify, print and
+ * re-parse the IR) and the passes before codegen (schedule, fuse, memplan) on arbitrary bytes. Any crash, sanitizer report or leak is a bug: bad input must only
  * ever produce diagnostics. */
 #include <stdint.h>
 #include <stdio.h>
@@ -9,6 +9,7 @@
 #include "frontend/ast.h"
 #include "frontend/lower.h"
 #include "ir/ir.h"
+#include "passes/passes.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -41,6 +42,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (!ir_parse_module(&ar, &irsrc))
                 abort();
             free(buf);
+            for (int k = 0; k < m->nfuncs; k++) {
+                pass_plan pl = pass_pipeline(&ar, m->funcs[k], true);
+                if (pl.mem->arena_bytes > pl.mem->arena_bytes_unshared)
+                    abort();   /* reuse can only shrink the arena */
+            }
         }
     }
     arena_free(&ar);
