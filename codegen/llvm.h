@@ -23,6 +23,16 @@ void cg_llvm_free(cg_llvm *cg);
 void cg_llvm_print_ir(cg_llvm *cg, FILE *out);                 /* dump --stage llvm */
 int  cg_llvm_print_asm(cg_llvm *cg, FILE *out, char *err, size_t errlen);   /* dump --stage asm */
 int  cg_llvm_emit_object(cg_llvm *cg, const char *path, char *err, size_t errlen);
+/* dump --stage llvm|asm --fn: only what export fn owns (its C function <mod>_<fn>, its
+ * kernels and copy-outs) and what those call; for llvm also the globals and declarations
+ * they use, so the text stays a valid module. fn NULL: the whole module. Nonzero with a
+ * reason in err when fn is not an export or the assembly cannot be made. */
+int  cg_llvm_print_export_ir(cg_llvm *cg, const char *fn, FILE *out, char *err, size_t errlen);
+int  cg_llvm_print_export_asm(cg_llvm *cg, const char *fn, FILE *out, char *err, size_t errlen);
+
+/* --cpu: 0 for "native", NULL or a CPU name LLVM 16 knows; else -1 with the message. A
+ * driver calls it up front so a misspelt CPU is a usage error, not a failed compile. */
+int  cg_check_cpu(const char *cpu, char *err, size_t errlen);
 
 /* JIT: compiles the module in-process (LLJIT), resolving tdsl_rt_* and libm symbols.
  * cg_jit_lookup returns the address of a symbol such as "mlp_forward", or NULL. */

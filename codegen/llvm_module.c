@@ -51,6 +51,23 @@ static const struct { const char *name; short bits; } known_cpus[] = {
     {"x86-64-v4", 512}, {"znver1", 256}, {"znver2", 256}, {"znver3", 256}, {"znver4", 512},
 };
 
+/* the widest vector of a CPU in the table, or 0 for a name LLVM 16 does not know */
+static int cpu_vector_bits(const char *name)
+{
+    for (size_t k = 0; k < sizeof known_cpus / sizeof *known_cpus; k++)
+        if (!strcmp(known_cpus[k].name, name))
+            return known_cpus[k].bits;
+    return 0;
+}
+
+int cg_check_cpu(const char *cpu, char *err, size_t errlen)
+{
+    if (!cpu || !strcmp(cpu, "native") || cpu_vector_bits(cpu))
+        return 0;
+    set_err(err, errlen, "unknown CPU '%s' (use native, x86-64-v3, x86-64-v4 or an LLVM x86-64 CPU name)", cpu);
+    return -1;
+}
+
 /* true when the comma-separated feature list enables `feat` ("+avx512f") exactly */
 static bool has_feature(const char *features, const char *feat)
 {
@@ -645,14 +662,9 @@ static int make_target(cg_llvm *cg, const cg_options *o, char *err, size_t errle
         features = host_feat;
         cg->vector_bits = has_feature(features, "+avx512f") ? 512 : has_feature(features, "+avx") ? 256 : 128;
     } else {
-        size_t k, n = sizeof known_cpus / sizeof *known_cpus;
-        for (k = 0; k < n && strcmp(known_cpus[k].name, want); k++)
-            ;
-        if (k == n) {
-            set_err(err, errlen, "unknown CPU '%s' (use native, x86-64-v3, x86-64-v4 or an LLVM x86-64 CPU name)", want);
+        if (cg_check_cpu(want, err, errlen))
             return -1;
-        }
-        cg->vector_bits = known_cpus[k].bits;
+        cg->vector_bits = cpu_vector_bits(want);
     }
     int rc = -1;
     char *triple = LLVMGetDefaultTargetTriple();
@@ -810,15 +822,254 @@ void cg_llvm_free(cg_llvm *cg)
     free(cg);
 }
 
-void cg_llvm_print_ir(cg_llvm *cg, FILE *out)
+/* s is `<word><N>`, possibly followed by a `.suffix` */
+static bool is_numbered(const char *s, const char *word)
 {
-    if (!cg || !cg->mod) {
-        fputs("; (module handed to the JIT)\n", out);
+    size_t n = strlen(word);
+    if (strncmp(s, word, n) || !isdigit((unsigned char)s[n]))
+        return false;
+    for (s += n; isdigit((unsigned char)*s); s++)
+        ;
+    return *s == '\0' || *s == '.';
+}
+
+/* ---- the dump of one export ----
+ * An export owns its C function `<mod>_<fn>` and the internal functions emit_export names
+ * `<mod>__<fn>__k<N>`, `<mod>__<fn>__out<N>` and `<mod>_<fn>__finite<N>`, with any
+ * `.suffix` that the kernel emitters (`.task`, `.rng`, GEMM's `.uk12x32`, `.pack...`, all
+ * per kernel) or LLVM add. Matching the whole form keeps export `f` from claiming the
+ * functions of an export `f__k1`. */
+static bool owned_by_export(const char *name, const char *mod, const char *fn)
+{
+    size_t lm = strlen(mod), lf = strlen(fn);
+    const char *p = name + lm;
+    if (strncmp(name, mod, lm) || p[0] != '_')
+        return false;
+    if (!strncmp(p + 1, fn, lf) && (p[1 + lf] == '\0' || is_numbered(p + 1 + lf, "__finite")))
+        return true;   /* <mod>_<fn>, <mod>_<fn>__finite<N> */
+    if (p[1] != '_' || strncmp(p + 2, fn, lf))
+        return false;
+    return is_numbered(p + 2 + lf, "__k") || is_numbered(p + 2 + lf, "__out");
+}
+
+/* A set of globals (functions and variables), small enough for a linear search. */
+typedef struct gset {
+    LLVMValueRef *v;
+    size_t n, cap;
+    arena *ar;
+} gset;
+
+static bool gset_has(const gset *s, LLVMValueRef g)
+{
+    for (size_t k = 0; k < s->n; k++)
+        if (s->v[k] == g)
+            return true;
+    return false;
+}
+
+/* adds the globals that value v refers to, looking through constant expressions and
+ * aggregates (a GEP into a string, a table of pointers) */
+static void gset_add_uses(gset *s, LLVMValueRef v)
+{
+    if (LLVMIsAGlobalValue(v)) {
+        if (!gset_has(s, v))
+            ARR_PUSH(s->ar, s->v, s->n, s->cap, v);
         return;
     }
-    char *s = LLVMPrintModuleToString(cg->mod);
+    if (!LLVMIsAConstant(v) || !LLVMIsAUser(v))
+        return;
+    for (int k = 0, n = LLVMGetNumOperands(v); k < n; k++)
+        gset_add_uses(s, LLVMGetOperand(v, (unsigned)k));
+}
+
+/* What the dump of export fn shows: its functions, then (closure) every function and
+ * global variable they refer to, declarations included. False when fn owns nothing. */
+static bool export_closure(cg_llvm *cg, const char *fn, gset *s)
+{
+    for (LLVMValueRef f = LLVMGetFirstFunction(cg->mod); f; f = LLVMGetNextFunction(f)) {
+        size_t len;
+        if (!LLVMIsDeclaration(f) && owned_by_export(LLVMGetValueName2(f, &len), cg->irm->name, fn))
+            ARR_PUSH(s->ar, s->v, s->n, s->cap, f);
+    }
+    if (s->n == 0)
+        return false;
+    for (size_t k = 0; k < s->n; k++) {   /* s grows while we walk it */
+        LLVMValueRef g = s->v[k];
+        if (LLVMIsAGlobalVariable(g)) {
+            if (LLVMGetInitializer(g))
+                gset_add_uses(s, LLVMGetInitializer(g));
+            continue;
+        }
+        if (!LLVMIsAFunction(g))
+            continue;
+        for (LLVMBasicBlockRef bb = LLVMGetFirstBasicBlock(g); bb; bb = LLVMGetNextBasicBlock(bb))
+            for (LLVMValueRef in = LLVMGetFirstInstruction(bb); in; in = LLVMGetNextInstruction(in))
+                for (int j = 0, n = LLVMGetNumOperands(in); j < n; j++)
+                    gset_add_uses(s, LLVMGetOperand(in, (unsigned)j));
+    }
+    return true;
+}
+
+/* The start of the first line of text that begins with one of the prefixes, or NULL. */
+static const char *find_line(const char *text, const char *const *prefixes, size_t n)
+{
+    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+        for (size_t k = 0; k < n; k++)
+            if (!strncmp(p, prefixes[k], strlen(prefixes[k])))
+                return p;
+    return NULL;
+}
+
+static void print_value(LLVMValueRef v, FILE *out)
+{
+    char *s = LLVMPrintValueToString(v);
+    size_t n = strlen(s);
     fputs(s, out);
+    if (n && s[n - 1] != '\n')
+        fputc('\n', out);
     LLVMDisposeMessage(s);
+}
+
+/* Marks in seen[0..n) each id that [p, end) refers to as `<sigil>N` (`#3`, `!12`); true if
+ * one was new. A match inside a string only keeps an extra line. */
+static bool mark_refs(const char *p, const char *end, char sigil, bool *seen, size_t n)
+{
+    bool more = false;
+    for (; p < end; p++) {
+        if (*p != sigil || p + 1 >= end || !isdigit((unsigned char)p[1]))
+            continue;
+        size_t id = 0;
+        while (p + 1 < end && isdigit((unsigned char)p[1]) && id < n)
+            id = id * 10 + (size_t)(*++p - '0');
+        if (id < n && !seen[id])
+            more = seen[id] = true;
+    }
+    return more;
+}
+
+/* The attribute groups (`attributes #N`) and metadata (`!N = `) at the end of the module
+ * text that body refers to, directly or through other metadata; named metadata
+ * (`!llvm.module.flags`) is module-wide and always kept. */
+static void print_tail_subset(const char *tail, const char *body, size_t nbody, FILE *out)
+{
+    size_t n = 1;   /* ids are dense, so each is below the number of lines */
+    for (const char *p = tail; (p = strchr(p, '\n')); p++)
+        n++;
+    bool *attr = calloc(n, 1), *md = calloc(n, 1);
+    if (!attr || !md) {   /* out of memory: the whole tail, still a valid module */
+        fputs(tail, out);
+        free(attr);
+        free(md);
+        return;
+    }
+    mark_refs(body, body + nbody, '#', attr, n);
+    mark_refs(body, body + nbody, '!', md, n);
+    for (bool more = true; more;) {   /* metadata refers to metadata: to a fixed point */
+        more = false;
+        for (const char *p = tail; *p;) {
+            const char *e = strchr(p, '\n');
+            e = e ? e : p + strlen(p);
+            size_t id = 0;
+            bool named = p[0] == '!' && !isdigit((unsigned char)p[1]);
+            if (named || (p[0] == '!' && sscanf(p + 1, "%zu", &id) == 1 && id < n && md[id]))
+                more |= mark_refs(strchr(p, '='), e, '!', md, n);
+            p = *e ? e + 1 : e;
+        }
+    }
+    for (const char *p = tail; *p;) {
+        const char *e = strchr(p, '\n');
+        e = e ? e + 1 : p + strlen(p);
+        size_t id = 0;
+        bool keep;
+        if (!strncmp(p, "attributes #", 12))
+            keep = sscanf(p + 12, "%zu", &id) == 1 && id < n && attr[id];
+        else if (p[0] == '!' && isdigit((unsigned char)p[1]))
+            keep = sscanf(p + 1, "%zu", &id) == 1 && id < n && md[id];
+        else
+            keep = true;   /* named metadata, blank lines */
+        if (keep)
+            fwrite(p, 1, (size_t)(e - p), out);
+        p = e;
+    }
+    free(attr);
+    free(md);
+}
+
+/* The module's text, keeping of its globals and functions only those in s, and of its
+ * attribute groups and metadata those they use: still a module that llvm-as reads. */
+static void print_ir_subset(cg_llvm *cg, const char *fn, const gset *s, FILE *out)
+{
+    char *text = LLVMPrintModuleToString(cg->mod);
+    static const char *const body_start[] = {"@", "define ", "declare ", "; Function Attrs"};
+    static const char *const tail_start[] = {"attributes #", "!"};
+    const char *b = find_line(text, body_start, 4), *t = find_line(text, tail_start, 2);
+    size_t nhead = b ? (size_t)(b - text) : t ? (size_t)(t - text) : strlen(text);
+    fwrite(text, 1, nhead, out);
+    fprintf(out, "; export '%s' only: %s_%s, its kernels and what they use (no --fn: the whole module)\n\n",
+            fn, cg->irm->name, fn);
+    char *body = NULL;
+    size_t nbody = 0;
+    FILE *mem = open_memstream(&body, &nbody);
+    FILE *to = mem ? mem : out;   /* without memory: all attributes and metadata below */
+    bool any = false;
+    for (LLVMValueRef g = LLVMGetFirstGlobal(cg->mod); g; g = LLVMGetNextGlobal(g))
+        if (gset_has(s, g)) {
+            print_value(g, to);
+            any = true;
+        }
+    for (LLVMValueRef f = LLVMGetFirstFunction(cg->mod); f; f = LLVMGetNextFunction(f))
+        if (gset_has(s, f)) {
+            if (any)
+                fputc('\n', to);
+            print_value(f, to);
+            any = true;
+        }
+    if (mem) {
+        fclose(mem);
+        fwrite(body, 1, nbody, out);
+    }
+    if (t) {
+        fputc('\n', out);
+        if (mem && body)
+            print_tail_subset(t, body, nbody, out);
+        else
+            fputs(t, out);
+    }
+    free(body);
+    LLVMDisposeMessage(text);
+}
+
+int cg_llvm_print_export_ir(cg_llvm *cg, const char *fn, FILE *out, char *err, size_t errlen)
+{
+    if (!cg || !cg->mod) {
+        set_err(err, errlen, "no LLVM module (already handed to the JIT)");
+        return -1;
+    }
+    if (!fn) {
+        char *s = LLVMPrintModuleToString(cg->mod);
+        fputs(s, out);
+        LLVMDisposeMessage(s);
+        return 0;
+    }
+    arena ar;
+    arena_init(&ar);
+    gset s = {.ar = &ar};
+    int rc = -1;
+    if (!export_closure(cg, fn, &s))
+        set_err(err, errlen, "module '%s' has no export named '%s'", cg->irm->name, fn);
+    else {
+        print_ir_subset(cg, fn, &s, out);
+        rc = 0;
+    }
+    arena_free(&ar);
+    return rc;
+}
+
+void cg_llvm_print_ir(cg_llvm *cg, FILE *out)
+{
+    char err[128];
+    if (cg_llvm_print_export_ir(cg, NULL, out, err, sizeof err))
+        fputs("; (module handed to the JIT)\n", out);
 }
 
 /* Code generation rewrites the IR it runs on (CodeGenPrepare), so it runs on a clone:
@@ -849,17 +1100,85 @@ static int emit(cg_llvm *cg, LLVMCodeGenFileType kind, LLVMMemoryBufferRef *buf,
     return 0;
 }
 
+/* Whether the line `\t.type NAME,@function` names a function of s; other lines: false,
+ * and *is_fn says whether the line starts a function at all. */
+static bool asm_function_in(const char *line, size_t len, const gset *s, bool *is_fn)
+{
+    static const char type[] = "\t.type\t", tag[] = ",@function";
+    size_t lt = sizeof type - 1, lg = sizeof tag - 1;
+    *is_fn = len > lt + lg && !strncmp(line, type, lt) && !strncmp(line + len - lg, tag, lg);
+    if (!*is_fn)
+        return false;
+    for (size_t k = 0; k < s->n; k++) {
+        size_t n;
+        const char *name = LLVMGetValueName2(s->v[k], &n);
+        if (LLVMIsAFunction(s->v[k]) && n == len - lt - lg && !strncmp(line + lt, name, n))
+            return true;
+    }
+    return false;
+}
+
+/* Prints the file's leading `.text`/`.file` directives and the blocks of the functions in
+ * s. A function's block runs from the line after the previous blank line (its constant
+ * pool, `.globl`, `.p2align`) through `.type NAME,@function`, its body, `.size` and
+ * `.cfi_endproc`, to the blank line LLVM puts after each function. Blocks without a
+ * function (strings, tables, the module descriptor) are left out. */
+static void print_asm_subset(const char *text, size_t len, const char *fn, const gset *s, FILE *out)
+{
+    const char *p = text, *end = text + len;
+    while (p < end && (!strncmp(p, "\t.text\n", 7) || !strncmp(p, "\t.file\t", 7))) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        p = nl ? nl + 1 : end;
+    }
+    fwrite(text, 1, (size_t)(p - text), out);
+    fprintf(out, "# export '%s' only: its functions, without the data they use (no --fn: the whole module)\n", fn);
+    const char *block = p;   /* start of the block being read */
+    int keep = -1;           /* -1: no `.type @function` line seen in this block yet */
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        const char *next = nl ? nl + 1 : end;
+        bool is_fn, mine = asm_function_in(p, n, s, &is_fn);
+        if (is_fn && keep < 0)
+            keep = mine;
+        if (n == 0 || next == end) {   /* a blank line (or the end) closes the block */
+            if (keep == 1)
+                fwrite(block, 1, (size_t)(next - block), out);
+            block = next;
+            keep = -1;
+        }
+        p = next;
+    }
+}
+
+int cg_llvm_print_export_asm(cg_llvm *cg, const char *fn, FILE *out, char *err, size_t errlen)
+{
+    arena ar;
+    arena_init(&ar);
+    gset s = {.ar = &ar};
+    LLVMMemoryBufferRef buf = NULL;
+    int rc = -1;
+    if (fn && cg && cg->mod && !export_closure(cg, fn, &s))
+        set_err(err, errlen, "module '%s' has no export named '%s'", cg->irm->name, fn);
+    else if (emit(cg, LLVMAssemblyFile, &buf, NULL, err, errlen) == 0) {
+        const char *text = LLVMGetBufferStart(buf);
+        size_t n = LLVMGetBufferSize(buf);
+        if (fn)
+            print_asm_subset(text, n, fn, &s, out);
+        else
+            fwrite(text, 1, n, out);
+        rc = ferror(out) ? -1 : 0;
+        if (rc)
+            set_err(err, errlen, "cannot write the assembly");
+        LLVMDisposeMemoryBuffer(buf);
+    }
+    arena_free(&ar);
+    return rc;
+}
+
 int cg_llvm_print_asm(cg_llvm *cg, FILE *out, char *err, size_t errlen)
 {
-    LLVMMemoryBufferRef buf = NULL;
-    if (emit(cg, LLVMAssemblyFile, &buf, NULL, err, errlen))
-        return -1;
-    size_t n = LLVMGetBufferSize(buf);
-    int rc = fwrite(LLVMGetBufferStart(buf), 1, n, out) == n ? 0 : -1;
-    LLVMDisposeMemoryBuffer(buf);
-    if (rc)
-        set_err(err, errlen, "cannot write the assembly");
-    return rc;
+    return cg_llvm_print_export_asm(cg, NULL, out, err, errlen);
 }
 
 int cg_llvm_emit_object(cg_llvm *cg, const char *path, char *err, size_t errlen)

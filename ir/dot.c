@@ -29,47 +29,60 @@ static void put_ints(FILE *out, int rank, const int64_t *v)
     fputc(']', out);
 }
 
-void ir_print_dot(FILE *out, const ir_func *f, bool layout)
+/* One node's statement, after indent. */
+static void put_node(FILE *out, const ir_func *f, int i, bool layout, const char *indent)
+{
+    const ir_node *n = &f->nodes[i];
+    bool known = (unsigned)n->op < OP_COUNT;
+    int rank = n->rank < 0 ? 0 : n->rank > IR_MAX_RANK ? IR_MAX_RANK : n->rank;
+    fprintf(out, "%sn%d [label=\"%%%d", indent, i, i);
+    if (n->name) {
+        fputc(' ', out);
+        put_esc(out, n->name);
+    }
+    fprintf(out, "\\n%s\\n%s", known ? ir_ops[n->op].name : "?", ir_dtype_name(n->dtype));
+    if (rank > 0)
+        put_ints(out, rank, n->shape);
+    bool contig = ir_is_contiguous(n);
+    if (layout) {
+        fputs("\\nstrides ", out);
+        put_ints(out, rank, n->strides);
+        fprintf(out, " +%" PRId64 " s%d", n->offset, n->storage);
+        if (!contig)
+            fputs("\\nNOT contiguous", out);
+        if (n->view_of >= 0)
+            fprintf(out, "\\nview of %%%d", n->view_of);
+    }
+    fputc('"', out);
+    if (known && n->op == OP_arg)
+        fputs(", shape=ellipse", out);
+    else if (known && n->op == OP_param)
+        fputs(", shape=cylinder", out);
+    else if (known && (ir_ops[n->op].flags & OPF_LEAF))
+        fputs(", style=rounded", out);
+    else if (known && (ir_ops[n->op].flags & OPF_VIEW))
+        fputs(", style=dashed", out);
+    if (layout && !contig)
+        fputs(", color=red, fontcolor=red", out);
+    fputs("];\n", out);
+}
+
+static void print_dot(FILE *out, const ir_func *f, bool layout, const int *cluster, int nclusters)
 {
     fputs("digraph \"", out);
     put_esc(out, f->name);
     fputs("\" {\n", out);
     fputs("  node [shape=box, fontname=\"monospace\", fontsize=10];\n", out);
     fputs("  edge [fontname=\"monospace\", fontsize=8];\n", out);
-    for (int i = 0; i < f->nnodes; i++) {
-        const ir_node *n = &f->nodes[i];
-        bool known = (unsigned)n->op < OP_COUNT;
-        int rank = n->rank < 0 ? 0 : n->rank > IR_MAX_RANK ? IR_MAX_RANK : n->rank;
-        fprintf(out, "  n%d [label=\"%%%d", i, i);
-        if (n->name) {
-            fputc(' ', out);
-            put_esc(out, n->name);
-        }
-        fprintf(out, "\\n%s\\n%s", known ? ir_ops[n->op].name : "?", ir_dtype_name(n->dtype));
-        if (rank > 0)
-            put_ints(out, rank, n->shape);
-        bool contig = ir_is_contiguous(n);
-        if (layout) {
-            fputs("\\nstrides ", out);
-            put_ints(out, rank, n->strides);
-            fprintf(out, " +%" PRId64 " s%d", n->offset, n->storage);
-            if (!contig)
-                fputs("\\nNOT contiguous", out);
-            if (n->view_of >= 0)
-                fprintf(out, "\\nview of %%%d", n->view_of);
-        }
-        fputc('"', out);
-        if (known && n->op == OP_arg)
-            fputs(", shape=ellipse", out);
-        else if (known && n->op == OP_param)
-            fputs(", shape=cylinder", out);
-        else if (known && (ir_ops[n->op].flags & OPF_LEAF))
-            fputs(", style=rounded", out);
-        else if (known && (ir_ops[n->op].flags & OPF_VIEW))
-            fputs(", style=dashed", out);
-        if (layout && !contig)
-            fputs(", color=red, fontcolor=red", out);
-        fputs("];\n", out);
+    for (int i = 0; i < f->nnodes; i++)
+        if (!cluster || cluster[i] < 0 || cluster[i] >= nclusters)
+            put_node(out, f, i, layout, "  ");
+    for (int k = 0; cluster && k < nclusters; k++) {
+        fprintf(out, "  subgraph cluster_%d {\n    label=\"kernel %d\"; style=filled; fillcolor=\"#f2f2f2\";\n", k, k);
+        for (int i = 0; i < f->nnodes; i++)
+            if (cluster[i] == k)
+                put_node(out, f, i, layout, "    ");
+        fputs("  }\n", out);
     }
     for (int i = 0; i < f->nnodes; i++) {
         const ir_node *n = &f->nodes[i];
@@ -94,4 +107,11 @@ void ir_print_dot(FILE *out, const ir_func *f, bool layout)
         fprintf(out, "  n%d -> out%d;\n", f->outs[k], k);
     }
     fputs("}\n", out);
+}
+
+void ir_print_dot(FILE *out, const ir_func *f, bool layout) { print_dot(out, f, layout, NULL, 0); }
+
+void ir_print_dot_clusters(FILE *out, const ir_func *f, bool layout, const int *cluster, int nclusters)
+{
+    print_dot(out, f, layout, cluster, nclusters);
 }

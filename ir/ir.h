@@ -187,9 +187,14 @@ void ir_format_shape(char *buf, size_t len, int rank, const int64_t *shape); /* 
 int  ir_verify(const ir_module *m, FILE *out);
 void ir_print_module(FILE *out, const ir_module *m);
 void ir_print_func(FILE *out, const ir_func *f);
+/* One node's line of ir_print_func, after `indent` instead of two spaces. */
+void ir_print_node(FILE *out, const ir_func *f, int id, const char *indent);
 /* Parses text printed by ir_print_module. Errors: file:line:col via diag; NULL on error. */
 ir_module *ir_parse_module(arena *ar, const src_file *file);
 void ir_print_layout(FILE *out, const ir_func *f);     /* dump --stage layout */
 void ir_print_dot(FILE *out, const ir_func *f, bool layout);
+/* The same graph with the nodes of each kernel in a box labeled "kernel K" (dump --stage
+ * fused): cluster[id] is node id's kernel, or -1 for nodes no kernel computes. */
+void ir_print_dot_clusters(FILE *out, const ir_func *f, bool layout, const int *cluster, int nclusters);
 
 #endif

@@ -145,7 +145,7 @@ static void put_attrs(FILE *out, const ir_node *n)
 
 /* ---- module, params, functions ---- */
 
-static void put_node(FILE *out, const ir_node *n, int id)
+static void put_node(FILE *out, const ir_node *n, int id, const char *indent)
 {
     /* The instruction goes to a memory stream first so the metadata can be aligned. */
     char *text = NULL;
@@ -155,7 +155,7 @@ static void put_node(FILE *out, const ir_node *n, int id)
         fprintf(out, "  %%%d = <out of memory>\n", id);
         return;
     }
-    fprintf(m, "  %%%d = %s", id, (unsigned)n->op < OP_COUNT ? ir_ops[n->op].name : "<bad op>");
+    fprintf(m, "%s%%%d = %s", indent, id, (unsigned)n->op < OP_COUNT ? ir_ops[n->op].name : "<bad op>");
     for (int k = 0; k < n->nin; k++)
         fprintf(m, "%s%%%d", k ? ", " : " ", n->in ? n->in[k] : -1);
     put_attrs(m, n);
@@ -180,6 +180,11 @@ static void put_node(FILE *out, const ir_node *n, int id)
     free(text);
 }
 
+void ir_print_node(FILE *out, const ir_func *f, int id, const char *indent)
+{
+    put_node(out, &f->nodes[id], id, indent);
+}
+
 void ir_print_func(FILE *out, const ir_func *f)
 {
     fputs("func ", out);
@@ -199,7 +204,7 @@ void ir_print_func(FILE *out, const ir_func *f)
     }
     fputc('\n', out);
     for (int i = 0; i < f->nnodes; i++)
-        put_node(out, &f->nodes[i], i);
+        put_node(out, &f->nodes[i], i, "  ");
     fputs("  return", out);
     for (int k = 0; k < f->nouts; k++) {
         fputs(k ? ", " : " ", out);

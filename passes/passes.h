@@ -80,7 +80,10 @@ typedef struct pass_plan {
 } pass_plan;
 pass_plan pass_pipeline(arena *ar, const ir_func *f, bool fuse);
 
-/* `tdslc dump --stage planned`: kernels and the memory plan, readable. */
+/* ---- passes/dump.c ----
+ * `tdslc dump --stage fused`: each kernel with its member nodes as IR (dot: Graphviz with a
+ * box per kernel). `--stage planned`: kernels and the memory plan. */
+void pass_print_fused(FILE *out, const ir_func *f, const pass_schedule *s, bool dot);
 void pass_print_plan(FILE *out, const ir_func *f, const pass_schedule *s, const pass_memplan *p);
 
 /* ---- passes/stats.c ----

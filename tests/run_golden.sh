@@ -496,5 +496,90 @@ tdsl 0 stats tests/autodiff/checkpoint_resnet.tdsl
 out_has "checkpoint   recomputes in the backward pass: arena 5440 bytes, 10304 without (saves 4864 bytes)"
 end
 
+# dump --stage llvm|asm --fn: only that export's functions. -O0 keeps the kernels out of line.
+out_lacks() { grep -qF -- "$1" "$OUT" && bad "stdout has '$1'" "$(grep -nF -- "$1" "$OUT" | head -5)"; }
+
+begin "cli dump --stage llvm --fn: one export's wrapper, kernels and declarations, a valid module"
+tdsl 0 dump $C/cli.tdsl --stage llvm -O0 --fn double
+out_has "define i32 @cli_double("
+out_has "define internal void @cli__double__k0("
+out_has "define internal i1 @cli_double__finite0("
+out_has "declare void @tdsl_rt_clear_error("
+out_lacks "@cli_pair"
+out_lacks "cli__pair__k"
+out_lacks "@cli_create"
+if [ "$cok" = 1 ] && command -v llvm-as-16 >/dev/null 2>&1; then
+    llvm-as-16 "$OUT" -o /dev/null 2>"$TMP/as.err" || bad "llvm-as-16 rejects the dump" "$(cat "$TMP/as.err")"
+fi
+tdsl 0 dump $C/cli.tdsl --stage llvm -O0
+out_has "define i32 @cli_pair("
+out_has "define ptr @cli_create("
+end
+
+begin "cli dump --stage asm --fn: one export's functions"
+tdsl 0 dump $C/cli.tdsl --stage asm -O0 --fn pair
+out_has "	.file	\"cli\""
+out_has "	.type	cli_pair,@function"
+out_has "	.size	cli_pair, "
+out_has "	.type	cli__pair__k0,@function"
+out_lacks "cli_double"
+out_lacks "cli__double__k0"
+out_lacks "cli_create"
+tdsl 0 dump $C/cli.tdsl --stage asm -O0
+out_has "	.type	cli_double,@function"
+out_has "	.type	cli_pair,@function"
+end
+
+begin "cli dump --stage asm --fn of no export: exit 2"
+tdsl 2 dump $C/cli.tdsl --stage asm --fn nope
+err_has "no exported fn named 'nope'"
+out_empty
+end
+
+# --cpu names no CPU: a usage error before any work, for each command that compiles
+begin "cli build --cpu of an unknown CPU: exit 2, no object"
+tdsl 2 build $C/cli.tdsl -o "$TMP/cpu.o" --cpu nosuchcpu
+err_has "unknown CPU 'nosuchcpu' (use native, x86-64-v3, x86-64-v4 or an LLVM x86-64 CPU name)"
+[ -e "$TMP/cpu.o" ] && bad "wrote $TMP/cpu.o"
+end
+
+begin "cli dump --stage asm --cpu of an unknown CPU: exit 2"
+tdsl 2 dump $C/cli.tdsl --stage asm --cpu nosuchcpu
+err_has "unknown CPU 'nosuchcpu'"
+out_empty
+end
+
+begin "cli run --engine jit --cpu of an unknown CPU: exit 2; the interpreter ignores --cpu"
+tdsl 2 run $C/cli.tdsl --fn double --cpu nosuchcpu
+err_has "unknown CPU 'nosuchcpu'"
+tdsl 0 run $C/cli.tdsl --fn double --cpu nosuchcpu --engine interp
+end
+
+begin "cli build --cpu x86-64-v3: a known CPU still builds"
+tdsl 0 build $C/cli.tdsl -o "$TMP/v3.o" --cpu x86-64-v3
+[ -s "$TMP/v3.o" ] || bad "no object written"
+end
+
+# dump --stage fused: the kernels after fusion, as IR and as Graphviz clusters.
+begin "cli dump --stage fused: kernels with their fused ops"
+tdsl 0 dump docs/examples/block.tdsl --stage fused
+out_has "func block: 4 kernels compute 7 values"
+out_has "  kernel 1: add -> %10 y (4 ops fused: only %10 is stored)"
+out_has "    %6 = relu %5 : f32[4, 16]"
+out_has "  no code (leaves, constants and views: read where they are)"
+end
+
+begin "cli dump --stage fused --no-fuse: one kernel per value"
+tdsl 0 dump docs/examples/block.tdsl --stage fused --no-fuse
+out_has "func block: 7 kernels compute 7 values"
+end
+
+begin "cli dump --stage fused --format dot: a cluster per kernel"
+tdsl 0 dump docs/examples/block.tdsl --stage fused --format dot --fn block
+out_has "subgraph cluster_1 {"
+out_has 'label="kernel 1"'
+out_has "n5 -> n6;"
+end
+
 echo "$npass passed, $nfail failed"
 [ "$nfail" = 0 ]

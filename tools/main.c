@@ -30,7 +30,7 @@ static const char *usage_text =
     "commands:\n"
     "  check FILE                 parse and type-check only\n"
     "  dump  FILE [--stage S] [--fn NAME] [--format text|dot]\n"
-    "                             S = ast | ir | grad | layout | planned | llvm | asm (default ir)\n"
+    "                             S = ast | ir | grad | layout | fused | planned | llvm | asm (default ir)\n"
     "  run   FILE --fn NAME [--in ARG=FILE.npy]... [--out FILE.npy | -]\n"
     "             [--params FILE.safetensors] [--engine jit|interp] [--seed N]\n"
     "  build FILE [-o OUT.o] [--header OUT.h] [--name MODULE] [--target cpu]\n"
@@ -241,7 +241,7 @@ static int dump_grad(const options *o, const ir_module *m, const ast_file *ast)
     if (!ast)
         return usage_error("--stage grad needs a .tdsl source file, not %s", o->file);
     if (o->format && strcmp(o->format, "dot") == 0)
-        return usage_error("--format dot is available for the ir and layout stages, not '%s'", "grad");
+        return usage_error("--format dot is available for the ir, layout and fused stages, not '%s'", "grad");
     int shown = 0;
     for (int k = 0; k < m->nfuncs; k++) {
         const ir_func *f = m->funcs[k];
@@ -268,17 +268,18 @@ static int cmd_dump(const options *o, ir_module *m, const ast_file *ast)
         if (!ast)
             return usage_error("--stage ast needs a .tdsl source file, not %s", o->file);
         if (dot)
-            return usage_error("--format dot is available for the ir and layout stages, not '%s'", stage);
+            return usage_error("--format dot is available for the ir, layout and fused stages, not '%s'", stage);
         ast_print(stdout, ast);
         return 0;
     }
     bool layout = strcmp(stage, "layout") == 0;
-    if (strcmp(stage, "planned") == 0 || strcmp(stage, "llvm") == 0 || strcmp(stage, "asm") == 0) {
-        if (dot)
-            return usage_error("--format dot is available for the ir and layout stages, not '%s'", stage);
+    bool fused = strcmp(stage, "fused") == 0, planned = strcmp(stage, "planned") == 0;
+    if (fused || planned || strcmp(stage, "llvm") == 0 || strcmp(stage, "asm") == 0) {
+        if (dot && !fused)
+            return usage_error("--format dot is available for the ir, layout and fused stages, not '%s'", stage);
         if (o->fn && !ir_module_find(m, o->fn))
             return pick_fn(m, o->fn, "dump") ? 0 : EXIT_USAGE;
-        if (stage[0] == 'p') {
+        if (fused || planned) {   /* the kernels after fusion; planned: and the memory plan */
             arena ar;
             arena_init(&ar);
             for (int k = 0; k < m->nfuncs; k++) {
@@ -286,7 +287,10 @@ static int cmd_dump(const options *o, ir_module *m, const ast_file *ast)
                 if (o->fn && strcmp(f->name, o->fn) != 0)
                     continue;
                 pass_plan pl = pass_pipeline(&ar, f, !o->no_fuse);
-                pass_print_plan(stdout, f, pl.schedule, pl.mem);
+                if (fused)
+                    pass_print_fused(stdout, f, pl.schedule, dot);
+                else
+                    pass_print_plan(stdout, f, pl.schedule, pl.mem);
             }
             arena_free(&ar);
             return 0;
@@ -295,10 +299,10 @@ static int cmd_dump(const options *o, ir_module *m, const ast_file *ast)
         cg_llvm *cg = build_llvm(o, m, err, sizeof err);
         if (!cg)
             return EXIT_INPUT;
-        int rc = 0;
-        if (stage[0] == 'l')
-            cg_llvm_print_ir(cg, stdout);
-        else if (cg_llvm_print_asm(cg, stdout, err, sizeof err) != 0) {
+        /* with --fn, only that export's functions (and, for llvm, what they use) */
+        int rc = stage[0] == 'l' ? cg_llvm_print_export_ir(cg, o->fn, stdout, err, sizeof err)
+                                 : cg_llvm_print_export_asm(cg, o->fn, stdout, err, sizeof err);
+        if (rc != 0) {
             fprintf(stderr, "tdslc: %s\n", err);
             rc = EXIT_INPUT;
         }
@@ -308,11 +312,11 @@ static int cmd_dump(const options *o, ir_module *m, const ast_file *ast)
     if (!layout && strcmp(stage, "ir") != 0) {
         if (strcmp(stage, "grad") == 0)
             return dump_grad(o, m, ast);
-        static const char *later[] = {"fused", "cuda", "ptx"};
+        static const char *later[] = {"cuda", "ptx"};
         for (size_t k = 0; k < sizeof later / sizeof *later; k++)
             if (strcmp(stage, later[k]) == 0)
                 return usage_error("--stage %s is not available yet in this version", stage);
-        return usage_error("unknown stage '%s' (ast, ir, grad, layout, planned, llvm, asm)", stage);
+        return usage_error("unknown stage '%s' (ast, ir, grad, layout, fused, planned, llvm, asm)", stage);
     }
     for (int k = 0; k < m->nfuncs; k++) {
         const ir_func *f = m->funcs[k];
@@ -903,6 +907,17 @@ static int parse_options(int argc, char **argv, options *o)
     return 0;
 }
 
+/* Whether the command compiles with LLVM and so reads --cpu: build, run --engine jit
+ * (the default) and dump --stage llvm|asm. */
+static bool uses_cpu(const options *o)
+{
+    if (strcmp(o->command, "build") == 0)
+        return true;
+    if (strcmp(o->command, "run") == 0)
+        return !o->engine || strcmp(o->engine, "jit") == 0;
+    return strcmp(o->command, "dump") == 0 && o->stage && (strcmp(o->stage, "llvm") == 0 || strcmp(o->stage, "asm") == 0);
+}
+
 int main(int argc, char **argv)
 {
     static options o;
@@ -915,6 +930,9 @@ int main(int argc, char **argv)
         known |= strcmp(o.command, commands[k]) == 0;
     if (!known)
         return usage_error("unknown command '%s' (check, dump, run, build, stats, gradcheck)", o.command);
+    char err[256];
+    if (o.cpu && uses_cpu(&o) && cg_check_cpu(o.cpu, err, sizeof err) != 0)
+        return usage_error("%s", err);   /* a misspelt --cpu is a usage error, before any work */
     diag_reset(stderr);
     size_t len = 0;
     char *text = read_file(o.file, &len);
