@@ -38,7 +38,10 @@ struct cg_llvm {
  * kernel's own output storage; returns the count (<= 64). */
 int cg_kernel_inputs(const ir_func *f, const pass_kernel *k, int *storages);
 /* Emits kernel k of f as a function named `name` with the signature above. */
-LLVMValueRef cg_emit_kernel(cg_llvm *cg, const ir_func *f, const pass_schedule *s, int k, const char *name);
+/* aliased: the root's buffer is also one of the inputs (an update written in place into
+ * the param it reads), so the buffers are not declared noalias. */
+LLVMValueRef cg_emit_kernel(cg_llvm *cg, const ir_func *f, const pass_schedule *s, int k, const char *name,
+                            bool aliased);
 
 /* ---- codegen/llvm_copy.c ---- */
 /* Emits `void name(ptr out, ptr in, ptr inst)`: copies node id's value (a strided view of

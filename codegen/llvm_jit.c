@@ -32,8 +32,9 @@ static const struct { const char *name; void (*addr)(void); } rt_symbols[] = {
     RT_SYM(tdsl_status_name),    RT_SYM(tdsl_dtype_name),      RT_SYM(tdsl_dtype_size),
     RT_SYM(tdsl_rt_create),      RT_SYM(tdsl_rt_destroy),      RT_SYM(tdsl_rt_error),
     RT_SYM(tdsl_rt_fail),        RT_SYM(tdsl_rt_clear_error),  RT_SYM(tdsl_rt_arena),
-    RT_SYM(tdsl_rt_state),       RT_SYM(tdsl_rt_param_data),   RT_SYM(tdsl_rt_num_threads),
-    RT_SYM(tdsl_rt_check_finite), RT_SYM(tdsl_rt_parallel_for), RT_SYM(tdsl_rt_save),
+    RT_SYM(tdsl_rt_state),       RT_SYM(tdsl_rt_backup),       RT_SYM(tdsl_rt_param_data),
+    RT_SYM(tdsl_rt_num_threads), RT_SYM(tdsl_rt_check_finite), RT_SYM(tdsl_rt_parallel_for),
+    RT_SYM(tdsl_rt_save),
     RT_SYM(tdsl_rt_load),        RT_SYM(tdsl_rt_param),        RT_SYM(tdsl_rt_reset_params),
 };
 #undef RT_SYM

@@ -43,6 +43,7 @@ typedef struct kctx {
     int nin;
     int ins[MAX_IN];
     bool status;              /* the kernel returns i32 */
+    bool aliased;             /* the output buffer is also an input: no noalias */
     int W;                    /* vector lanes */
     LLVMValueRef fn;          /* function being emitted: the kernel or its .rng */
     LLVMValueRef out, inst;
@@ -820,7 +821,8 @@ static LLVMValueRef add_kernel_fn(kctx *kc, const char *name, LLVMTypeRef ret, i
     unsigned noalias = LLVMGetEnumAttributeKindForName("noalias", 7);
     unsigned nocapture = LLVMGetEnumAttributeKindForName("nocapture", 9);
     for (unsigned j = 0; j < (unsigned)kc->nin + 1; j++) {
-        LLVMAddAttributeAtIndex(fn, j + 1, LLVMCreateEnumAttribute(cg->ctx, noalias, 0));
+        if (!kc->aliased)
+            LLVMAddAttributeAtIndex(fn, j + 1, LLVMCreateEnumAttribute(cg->ctx, noalias, 0));
         LLVMAddAttributeAtIndex(fn, j + 1, LLVMCreateEnumAttribute(cg->ctx, nocapture, 0));
     }
     if (cg->vector_bits >= 512) {   /* keep the explicit 512-bit vectors whole */
@@ -2193,7 +2195,8 @@ static bool can_fail(const kctx *kc)
  * i32 when the kernel can fail at run time (a label or index out of range, an integer
  * remainder by zero, a max/argmax over an empty dim): 0, or the status of the
  * tdsl_rt_fail call it made. */
-LLVMValueRef cg_emit_kernel(cg_llvm *cg, const ir_func *f, const pass_schedule *s, int k, const char *name)
+LLVMValueRef cg_emit_kernel(cg_llvm *cg, const ir_func *f, const pass_schedule *s, int k, const char *name,
+                            bool aliased)
 {
     if (!cg || !f || !s || !name || k < 0 || k >= s->nkernels)
         return NULL;
@@ -2206,6 +2209,7 @@ LLVMValueRef cg_emit_kernel(cg_llvm *cg, const ir_func *f, const pass_schedule *
     memset(&kc, 0, sizeof kc);
     kc.cg = cg;
     kc.b = cg->b;
+    kc.aliased = aliased;
     kc.f = f;
     kc.k = kr;
     kc.root = &f->nodes[kr->root];

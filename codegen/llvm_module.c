@@ -137,7 +137,7 @@ static LLVMTypeRef runtime_fn_type(cg_llvm *cg, const char *name)
     LLVMTypeRef P = cg->t_ptr, I = cg->t_i32, L = cg->t_i64, V = cg->t_void;
 #define FT(ret, va, ...) LLVMFunctionType(ret, (LLVMTypeRef[]){__VA_ARGS__}, \
                                           sizeof((LLVMTypeRef[]){__VA_ARGS__}) / sizeof(LLVMTypeRef), va)
-    static const char *const ptr_of_ptr[] = {"tdsl_rt_error", "tdsl_rt_arena", "tdsl_rt_state"};
+    static const char *const ptr_of_ptr[] = {"tdsl_rt_error", "tdsl_rt_arena", "tdsl_rt_state", "tdsl_rt_backup"};
     for (size_t k = 0; k < sizeof ptr_of_ptr / sizeof *ptr_of_ptr; k++)
         if (!strcmp(name, ptr_of_ptr[k]))
             return FT(P, 0, P);
@@ -287,14 +287,54 @@ static LLVMValueRef emit_nonfinite_scan(cg_llvm *cg, const char *name, ir_dtype 
     return fn;
 }
 
+/* The param or state that update output o of fp's function commits to (computed in the
+ * current block: callers may be in conditional blocks). */
+static LLVMValueRef update_target(cg_llvm *cg, const fn_plan *fp, LLVMValueRef inst, int o)
+{
+    const ir_update *u = &fp->f->updates[o];
+    if (u->kind == IR_UPD_PARAM) {
+        LLVMValueRef a[] = {inst, i32c(cg, u->index)};
+        return call_rt(cg, "tdsl_rt_param_data", a, 2);
+    }
+    LLVMValueRef off = i64c(cg, fp->state_off[u->index]);
+    return LLVMBuildInBoundsGEP2(cg->b, cg->t_i8, call_rt(cg, "tdsl_rt_state", &inst, 1), &off, 1, "");
+}
+
+static int64_t output_bytes(const ir_func *f, int o)
+{
+    const ir_node *n = &f->nodes[f->outs[o]];
+    return ir_numel(n) * (int64_t)ir_dtype_size(n->dtype);
+}
+
+/* Updates written in place (passes.h): with check_finite, save (to_backup) or restore
+ * their old values, in the current block. */
+static void copy_in_place_updates(cg_llvm *cg, const fn_plan *fp, LLVMValueRef inst, bool to_backup)
+{
+    LLVMValueRef bk = NULL;
+    for (int o = ir_num_results(fp->f); o < fp->f->nouts; o++) {
+        if (!fp->p->in_place[o])
+            continue;
+        if (!bk)
+            bk = call_rt(cg, "tdsl_rt_backup", &inst, 1);
+        LLVMValueRef off = i64c(cg, fp->p->backup[o]);
+        LLVMValueRef saved = LLVMBuildInBoundsGEP2(cg->b, cg->t_i8, bk, &off, 1, "backup");
+        LLVMValueRef target = update_target(cg, fp, inst, o), n = i64c(cg, output_bytes(fp->f, o));
+        if (to_backup)
+            LLVMBuildMemCpy(cg->b, saved, 64, target, 64, n);
+        else
+            LLVMBuildMemCpy(cg->b, target, 64, saved, 64, n);
+    }
+}
+
 /* With tdsl_options.check_finite, a NaN or Inf in a float output is an error
  * (TDSL_ERR_NONFINITE naming the output); the outputs keep their values. ptrs[o]: where
  * output o's dense value is (the caller's buffer; a training step's update outputs: their
  * staging slots). A step checks before it commits, so a failing step changes no param or
  * state. */
-static void emit_finite_checks(cg_llvm *cg, LLVMValueRef fn, const ir_func *f, LLVMValueRef inst, const char *ename,
+static void emit_finite_checks(cg_llvm *cg, LLVMValueRef fn, const fn_plan *fp, LLVMValueRef inst, const char *ename,
                                LLVMValueRef *ptrs)
 {
+    const ir_func *f = fp->f;
     LLVMValueRef *scan = arena_alloc(cg->ar, sizeof *scan * (size_t)(f->nouts ? f->nouts : 1));
     bool any = false;
     for (int o = 0; o < f->nouts; o++) {
@@ -332,6 +372,7 @@ static void emit_finite_checks(cg_llvm *cg, LLVMValueRef fn, const ir_func *f, L
                                is_param ? "param" : "state",
                                is_param ? cg->irm->params[u->index].name : cg->irm->states[u->index].name, step);
         }
+        copy_in_place_updates(cg, fp, inst, false);   /* the step leaves no trace */
         LLVMValueRef a[] = {inst, i32c(cg, TDSL_ERR_NONFINITE), cstr(cg, "%s"), cstr(cg, msg)};
         LLVMBuildRet(cg->b, call_rt(cg, "tdsl_rt_fail", a, 4));
         LLVMPositionBuilderAtEnd(cg->b, next);
@@ -353,7 +394,8 @@ static int emit_export(cg_llvm *cg, const fn_plan *fp, char *err, size_t errlen)
     for (int k = 0; k < nk; k++) {
         const ir_node *root = &f->nodes[fp->s->kernels[k].root];
         char *name = arena_printf(cg->ar, "%s__%s__k%d", mod, f->name, k);
-        kfn[k] = cg_emit_kernel(cg, f, fp->s, k, name);
+        pass_mem_kind home = fp->p->mem[root->storage].kind;   /* an update written in place reads its target */
+        kfn[k] = cg_emit_kernel(cg, f, fp->s, k, name, home == MEM_PARAM || home == MEM_STATE);
         if (!kfn[k]) {
             set_err(err, errlen, "%s_%s: no CPU code for op '%s' (node %%%d, line %d:%d)", mod, f->name,
                     ir_ops[root->op].name, fp->s->kernels[k].root, root->line, root->col);
@@ -398,6 +440,18 @@ static int emit_export(cg_llvm *cg, const fn_plan *fp, char *err, size_t errlen)
                      arena_printf(cg->ar, "%s: output %d is NULL", ename, o));
     call_rt(cg, "tdsl_rt_clear_error", &inst, 1);
 
+    bool any_in_place = false;
+    for (int o = nres; o < f->nouts; o++)
+        any_in_place |= fp->p->in_place[o];
+    if (any_in_place) {   /* check_finite: keep the old values of what the kernels overwrite */
+        LLVMBasicBlockRef save = block(cg, fn, "backup"), go = block(cg, fn, "kernels");
+        LLVMValueRef on = call_rt(cg, "tdsl_rt_check_finite", &inst, 1);
+        LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntNE, on, i32c(cg, 0), ""), save, go);
+        LLVMPositionBuilderAtEnd(cg->b, save);
+        copy_in_place_updates(cg, fp, inst, true);
+        LLVMBuildBr(cg->b, go);
+        LLVMPositionBuilderAtEnd(cg->b, go);
+    }
     /* base pointer of each storage, computed once, on first use */
     LLVMValueRef *base = arena_alloc(cg->ar, sizeof *base * (size_t)(f->nnodes ? f->nnodes : 1));
     LLVMValueRef arena_ptr = NULL;
@@ -436,6 +490,8 @@ static int emit_export(cg_llvm *cg, const fn_plan *fp, char *err, size_t errlen)
     for (int o = 0; o < f->nouts; o++) {
         if (o < nres) {
             dst[o] = LLVMGetParam(fn, 1 + (unsigned)(f->nargs + o));
+        } else if (fp->p->in_place[o]) {   /* its kernel wrote the param or state */
+            dst[o] = BASE(f->outs[o]);
         } else {
             if (!arena_ptr)
                 arena_ptr = call_rt(cg, "tdsl_rt_arena", &inst, 1);
@@ -448,26 +504,13 @@ static int emit_export(cg_llvm *cg, const fn_plan *fp, char *err, size_t errlen)
         LLVMValueRef av[] = {dst[o], is_const_backed(f, f->outs[o]) ? null : BASE(sid), inst};
         LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(cfn[o]), cfn[o], av, 3, "");
     }
-    emit_finite_checks(cg, fn, f, inst, ename, dst);
-    /* commit: each update's dense value into its param or state */
-    LLVMValueRef state_ptr = NULL;
+    emit_finite_checks(cg, fn, fp, inst, ename, dst);
+    /* commit: each staged update's dense value into its param or state */
     for (int o = nres; o < f->nouts; o++) {
-        const ir_update *u = &f->updates[o];
-        const ir_node *n = &f->nodes[f->outs[o]];
-        int64_t bytes = ir_numel(n) * (int64_t)ir_dtype_size(n->dtype);
-        if (bytes == 0)
+        int64_t bytes = output_bytes(f, o);
+        if (bytes == 0 || fp->p->in_place[o])
             continue;
-        LLVMValueRef target;
-        if (u->kind == IR_UPD_PARAM) {
-            LLVMValueRef a[] = {inst, i32c(cg, u->index)};
-            target = call_rt(cg, "tdsl_rt_param_data", a, 2);
-        } else {
-            if (!state_ptr)
-                state_ptr = call_rt(cg, "tdsl_rt_state", &inst, 1);
-            LLVMValueRef off = i64c(cg, fp->state_off[u->index]);
-            target = LLVMBuildInBoundsGEP2(cg->b, cg->t_i8, state_ptr, &off, 1, "");
-        }
-        LLVMBuildMemCpy(cg->b, target, 64, dst[o], 64, i64c(cg, bytes));
+        LLVMBuildMemCpy(cg->b, update_target(cg, fp, inst, o), 64, dst[o], 64, i64c(cg, bytes));
     }
 #undef BASE
     LLVMBuildRet(cg->b, i32c(cg, TDSL_OK));
@@ -526,7 +569,8 @@ static LLVMValueRef const_shape(cg_llvm *cg, int rank, const int64_t *shape)
  * state table (name, type, offset from pass_state_layout) that save and load use. The
  * struct types mirror the C ones field for field (abi_layouts in test_llvm_module.c checks
  * the module struct; test_train.c resume_bit_exact reads the state table back). */
-static LLVMValueRef emit_desc(cg_llvm *cg, int64_t arena_bytes, int64_t state_bytes, const int64_t *state_off)
+static LLVMValueRef emit_desc(cg_llvm *cg, int64_t arena_bytes, int64_t state_bytes, const int64_t *state_off,
+                              int64_t backup_bytes)
 {
     const ir_module *m = cg->irm;
     LLVMTypeRef dims = LLVMArrayType(cg->t_i64, TDSL_MAX_RANK);
@@ -536,9 +580,10 @@ static LLVMValueRef emit_desc(cg_llvm *cg, int64_t arena_bytes, int64_t state_by
     LLVMTypeRef sd_el[] = {cg->t_ptr, cg->t_i32, cg->t_i32, dims, cg->t_i64};
     LLVMTypeRef sd = LLVMStructCreateNamed(cg->ctx, "tdsl_state_desc");
     LLVMStructSetBody(sd, sd_el, 5, 0);
-    LLVMTypeRef md_el[] = {cg->t_i32, cg->t_ptr, cg->t_i32, cg->t_ptr, cg->t_i64, cg->t_i64, cg->t_i32, cg->t_ptr};
+    LLVMTypeRef md_el[] = {cg->t_i32, cg->t_ptr, cg->t_i32, cg->t_ptr, cg->t_i64, cg->t_i64, cg->t_i32, cg->t_ptr,
+                           cg->t_i64};
     LLVMTypeRef md = LLVMStructCreateNamed(cg->ctx, "tdsl_module_desc");
-    LLVMStructSetBody(md, md_el, 8, 0);
+    LLVMStructSetBody(md, md_el, 9, 0);
 
     LLVMValueRef *pv = arena_alloc(cg->ar, sizeof *pv * (size_t)(m->nparams + 1));
     for (int i = 0; i < m->nparams; i++) {
@@ -557,9 +602,10 @@ static LLVMValueRef emit_desc(cg_llvm *cg, int64_t arena_bytes, int64_t state_by
     }
     LLVMValueRef states = const_table(cg, sd, sv, m->nstates, arena_printf(cg->ar, "%s__states", m->name));
     LLVMValueRef f[] = {i32c(cg, TDSL_ABI_VERSION), cstr(cg, m->name), i32c(cg, m->nparams), params,
-                        i64c(cg, arena_bytes), i64c(cg, state_bytes), i32c(cg, m->nstates), states};
+                        i64c(cg, arena_bytes), i64c(cg, state_bytes), i32c(cg, m->nstates), states,
+                        i64c(cg, backup_bytes)};
     LLVMValueRef desc = LLVMAddGlobal(cg->mod, md, arena_printf(cg->ar, "%s__desc", m->name));
-    LLVMSetInitializer(desc, LLVMConstNamedStruct(md, f, 8));
+    LLVMSetInitializer(desc, LLVMConstNamedStruct(md, f, 9));
     LLVMSetGlobalConstant(desc, 1);
     LLVMSetLinkage(desc, LLVMInternalLinkage);
     return desc;
@@ -779,7 +825,7 @@ cg_llvm *cg_llvm_build(const ir_module *m, const cg_options *o, char *err, size_
                 goto fail;
             }
     }
-    int64_t arena_bytes = 0;
+    int64_t arena_bytes = 0, backup_bytes = 0;
     int64_t *state_off = arena_alloc(cg->ar, sizeof(int64_t) * (size_t)(m->nstates + 1));
     int64_t state_bytes = pass_state_layout(m, state_off);
     for (int i = 0; i < m->nfuncs; i++) {
@@ -789,10 +835,12 @@ cg_llvm *cg_llvm_build(const ir_module *m, const cg_options *o, char *err, size_
         fp.p = pl.mem;
         if (fp.p->arena_bytes > arena_bytes)
             arena_bytes = fp.p->arena_bytes;
+        if (fp.p->backup_bytes > backup_bytes)
+            backup_bytes = fp.p->backup_bytes;
         if (emit_export(cg, &fp, err, errlen))
             goto fail;
     }
-    emit_instance_fns(cg, emit_desc(cg, arena_bytes, state_bytes, state_off));
+    emit_instance_fns(cg, emit_desc(cg, arena_bytes, state_bytes, state_off, backup_bytes));
     tag_functions(cg);
     if (optimize(cg, err, errlen))
         goto fail;

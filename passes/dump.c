@@ -79,8 +79,12 @@ void pass_print_plan(FILE *out, const ir_func *f, const pass_schedule *s, const 
     for (int k = nres; k < f->nouts; k++) {
         const ir_update *u = &f->updates[k];
         bool is_param = u->kind == IR_UPD_PARAM;
-        fprintf(out, "  update %s %s = %%%d (arena +%lld%s, committed after the kernels)\n", is_param ? "param" : "state",
-                is_param ? f->mod->params[u->index].name : f->mod->states[u->index].name, f->outs[k],
-                (long long)p->stage[k], p->out_copy[k] ? ", staged by a copy" : "");
+        fprintf(out, "  update %s %s = %%%d ", is_param ? "param" : "state",
+                is_param ? f->mod->params[u->index].name : f->mod->states[u->index].name, f->outs[k]);
+        if (p->in_place[k])
+            fputs("(written in place by its kernel; no later kernel reads the old value)\n", out);
+        else
+            fprintf(out, "(arena +%lld%s, committed after the kernels)\n", (long long)p->stage[k],
+                    p->out_copy[k] ? ", staged by a copy" : "");
     }
 }

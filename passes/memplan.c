@@ -77,6 +77,58 @@ int64_t pass_state_layout(const ir_module *m, int64_t *offsets)
     return off;
 }
 
+/* An elementwise kernel that cannot fail at run time (integer division and modulo can). */
+static bool safe_elementwise(const ir_func *f, const pass_kernel *kr)
+{
+    for (int m = 0; m < kr->nmembers; m++) {
+        const ir_node *n = &f->nodes[kr->members[m]];
+        if (!(ir_ops[n->op].flags & OPF_ELEM) || ((n->op == OP_div || n->op == OP_mod) && !ir_dtype_is_float(n->dtype)))
+            return false;
+    }
+    return true;
+}
+
+/* Whether update output k can be written straight into its param or state (passes.h).
+ * last: the last kernel reading each storage (nk: read after the kernels). */
+static bool update_in_place(const ir_func *f, const pass_schedule *s, const int *last, int k)
+{
+    const ir_update *u = &f->updates[k];
+    int id = f->outs[k];
+    const ir_node *n = &f->nodes[id];
+    int K = -1;
+    for (int j = 0; j < s->nkernels && K < 0; j++)
+        if (s->kernels[j].root == id)
+            K = j;
+    if (K < 0 || n->storage != id || !ir_is_contiguous(n) || ir_numel(n) == 0)
+        return false;
+    for (int j = 0; j < f->nouts; j++)   /* another output of the same node, or two updates */
+        if (j != k && f->outs[j] == id)
+            return false;
+    for (int j = K; j < s->nkernels; j++)
+        if (!safe_elementwise(f, &s->kernels[j]))
+            return false;
+    ir_opcode leaf = u->kind == IR_UPD_PARAM ? OP_param : OP_state;
+    const pass_kernel *kr = &s->kernels[K];
+    for (int i = 0; i < f->nnodes; i++) {
+        const ir_node *t = &f->nodes[i];
+        if (t->op != leaf || t->i[0] != u->index)
+            continue;
+        if (last[i] > K)   /* the old value is read after the update (or copied out) */
+            return false;
+        /* inside K: only the leaf itself, read at the element being written */
+        for (int m = 0; m < kr->nmembers; m++) {
+            const ir_node *x = &f->nodes[kr->members[m]];
+            for (int q = 0; q < x->nin; q++) {
+                const ir_node *in = &f->nodes[x->in[q]];
+                if (in->storage == i && (x->in[q] != i || in->rank != n->rank ||
+                                         memcmp(in->shape, n->shape, sizeof(int64_t) * (size_t)n->rank) != 0))
+                    return false;
+            }
+        }
+    }
+    return true;
+}
+
 pass_memplan *pass_memplan_func(arena *ar, const ir_func *f, const pass_schedule *s)
 {
     pass_memplan *p = arena_alloc(ar, sizeof *p);
@@ -84,6 +136,10 @@ pass_memplan *pass_memplan_func(arena *ar, const ir_func *f, const pass_schedule
     p->nouts = f->nouts;
     p->out_copy = arena_alloc(ar, sizeof(bool) * (size_t)(f->nouts ? f->nouts : 1));
     p->stage = arena_alloc(ar, sizeof(int64_t) * (size_t)(f->nouts ? f->nouts : 1));
+    p->in_place = arena_alloc(ar, sizeof(bool) * (size_t)(f->nouts ? f->nouts : 1));
+    p->backup = arena_alloc(ar, sizeof(int64_t) * (size_t)(f->nouts ? f->nouts : 1));
+    for (int k = 0; k < f->nouts; k++)
+        p->backup[k] = -1;
     int64_t *state_off = arena_alloc(ar, sizeof(int64_t) * (size_t)(f->mod->nstates + 1));
     pass_state_layout(f->mod, state_off);
     for (int i = 0; i < f->nnodes; i++) {
@@ -129,6 +185,16 @@ pass_memplan *pass_memplan_func(arena *ar, const ir_func *f, const pass_schedule
     }
     for (int k = 0; k < f->nouts; k++)   /* copied out or committed after the kernels */
         last[f->nodes[f->outs[k]].storage] = nk;
+    for (int k = nres; k < f->nouts; k++)
+        if (update_in_place(f, s, last, k)) {
+            const ir_update *u = &f->updates[k];
+            const ir_node *n = &f->nodes[f->outs[k]];
+            p->mem[f->outs[k]] = u->kind == IR_UPD_PARAM ? (pass_mem){MEM_PARAM, u->index, 0, storage_bytes(n)}
+                                                         : (pass_mem){MEM_STATE, u->index, state_off[u->index], storage_bytes(n)};
+            p->in_place[k] = true;
+            p->backup[k] = p->backup_bytes;
+            p->backup_bytes += align64(storage_bytes(n));
+        }
     slots sl = {.ar = ar};
     for (int k = 0; k < nk; k++) {
         int id = s->kernels[k].root;
@@ -141,6 +207,11 @@ pass_memplan *pass_memplan_func(arena *ar, const ir_func *f, const pass_schedule
     for (int k = nres; k < f->nouts; k++) {
         int id = f->outs[k];
         const ir_node *n = &f->nodes[id];
+        if (p->in_place[k]) {
+            p->out_copy[k] = false;
+            p->stage[k] = -1;
+            continue;
+        }
         bool own = n->storage == id && p->mem[id].kind == MEM_ARENA && ir_is_contiguous(n);
         p->out_copy[k] = !own;
         p->stage[k] = own ? p->mem[id].offset : place(&sl, nk, nk, storage_bytes(n));

@@ -60,13 +60,25 @@ typedef struct pass_memplan {
                              for an update output: a copy into its staging slot is needed */
     int64_t *stage;       /* per output: update outputs (training steps): arena byte offset of
                              the dense value that the export commits to the param or state
-                             after every kernel ran; -1 for plain results */
+                             after every kernel ran; -1 for plain results and for updates
+                             written in place */
+    bool *in_place;       /* per output: an update whose kernel writes the param or state
+                             itself (its node's mem is MEM_PARAM / MEM_STATE): no staging slot,
+                             no commit copy */
+    int64_t *backup;      /* per output: an in-place update's byte offset in the backup buffer
+                             (the old value, kept only with check_finite, restored when the
+                             step fails its checks); -1 otherwise */
+    int64_t backup_bytes; /* the backup buffer's size */
     int64_t arena_bytes;  /* total scratch */
     int64_t arena_bytes_unshared;   /* what the slots would take without reuse */
 } pass_memplan;
 
 /* Pre: f verified. Post: two arena storages overlap only if no kernel, copy-out or commit
- * needs both at once (slots are reused after their last reader). */
+ * needs both at once (slots are reused after their last reader). An update is written in
+ * place only when its kernel is elementwise and reads the old value only at the element it
+ * writes, no later kernel or copy reads the old value, and every later kernel is
+ * elementwise and cannot fail (so a failing step has changed nothing; check_finite
+ * restores from the backup). */
 pass_memplan *pass_memplan_func(arena *ar, const ir_func *f, const pass_schedule *s);
 /* The module's state block: byte offset of each state (64-byte aligned) in offsets (may be
  * NULL); returns the block's size in bytes. */

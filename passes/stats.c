@@ -73,6 +73,9 @@ void pass_print_stats(FILE *out, const ir_module *m, const ir_func *f, const pas
     fprintf(out, "  arena        %lld bytes (%lld without buffer reuse)\n", (long long)p->arena_bytes,
             (long long)p->arena_bytes_unshared);
     fprintf(out, "  params       %lld bytes\n", (long long)params);
+    if (p->backup_bytes > 0)   /* a step that writes updates in place */
+        fprintf(out, "  backup       %lld bytes (only with check_finite: the old values of the updates written in place)\n",
+                (long long)p->backup_bytes);
     if (state > 0) {   /* optimizer state of the module's training steps */
         fprintf(out, "  state        %lld bytes\n", (long long)state);
         fprintf(out, "  peak memory  %lld bytes (arena + params + state + arguments and results)\n",

@@ -20,6 +20,7 @@ struct tdsl_instance {
     tdsl_options opts;
     rt_pool *pool;
     void *arena, *state;
+    void *backup;                   /* check_finite: old values of in-place updates, else NULL */
     void **params;                  /* nparams dense buffers */
     size_t *param_bytes;
     int64_t *param_numel;
@@ -286,6 +287,7 @@ static void free_instance(tdsl_instance *inst)
     free(inst->param_numel);
     free(inst->arena);
     free(inst->state);
+    free(inst->backup);
     free(inst);
 }
 
@@ -309,11 +311,15 @@ tdsl_instance *tdsl_rt_create(const tdsl_module_desc *desc, const tdsl_options *
     inst->param_numel = calloc(cnt, sizeof *inst->param_numel);
     inst->arena = alloc64(desc->arena_bytes);
     inst->state = alloc64(desc->state_bytes);
+    if (inst->opts.check_finite && desc->backup_bytes)   /* only a checked step restores */
+        inst->backup = alloc64(desc->backup_bytes);
     const char *what = "memory";
     char pname[ST_MAX_NAME + 16];
-    int ok = inst->params && inst->param_bytes && inst->param_numel && inst->arena && inst->state;
+    int ok = inst->params && inst->param_bytes && inst->param_numel && inst->arena && inst->state &&
+             (inst->backup || !inst->opts.check_finite || !desc->backup_bytes);
     if (!ok)
-        what = inst->arena ? (inst->state ? "bookkeeping" : "the state block") : "the arena";
+        what = !inst->arena ? "the arena" : !inst->state ? "the state block" : !inst->backup ? "the backup for check_finite"
+                                                                                            : "bookkeeping";
     for (int i = 0; ok && i < np; i++) {
         const tdsl_param_desc *p = &desc->params[i];
         int64_t n = 1;
@@ -357,6 +363,7 @@ void tdsl_rt_destroy(tdsl_instance *inst)
 /* ---- accessors for generated code ---- */
 void *tdsl_rt_arena(tdsl_instance *inst) { return inst ? inst->arena : NULL; }
 void *tdsl_rt_state(tdsl_instance *inst) { return inst ? inst->state : NULL; }
+void *tdsl_rt_backup(tdsl_instance *inst) { return inst ? inst->backup : NULL; }
 int tdsl_rt_num_threads(const tdsl_instance *inst) { return inst ? rt_pool_threads(inst->pool) : 1; }
 int tdsl_rt_check_finite(const tdsl_instance *inst) { return inst ? inst->opts.check_finite != 0 : 0; }
 

@@ -1,7 +1,8 @@
 /* Memory planning (passes/memplan.c): the arena reuses slots, and never gives two values
  * the same bytes while both are needed. Checked on every export of every program in
- * tests/programs, tests/golden and tests/autodiff (forward, gradient and training-step
- * exports), with and without fusion, against lifetimes recomputed here from the schedule.
+ * tests/programs, tests/golden, tests/autodiff and tests/train (forward, gradient and
+ * training-step exports), with and without fusion, against lifetimes recomputed here from
+ * the schedule; and the conditions for writing a step's update in place.
  * (That the compiled code computes the right values with these plans is what
  * test_programs and test_golden_engines check.) */
 #include <check.h>
@@ -47,7 +48,7 @@ static void lifetimes(const ir_func *f, const pass_schedule *s, life *lv)
 static bool overlap(int64_t a, int64_t an, int64_t b, int64_t bn) { return a < b + bn && b < a + an; }
 
 /* every pair of arena storages (and staging slots) that share bytes has disjoint lifetimes */
-static void check_plan(const char *where, const ir_func *f, bool fuse, int64_t *saved)
+static void check_plan(const char *where, const ir_func *f, bool fuse, int64_t *saved, int *nin_place)
 {
     pass_plan pl = pass_pipeline(&ar, f, fuse);
     const pass_memplan *p = pl.mem;
@@ -83,6 +84,27 @@ static void check_plan(const char *where, const ir_func *f, bool fuse, int64_t *
                           "%s%s: %%%d (kernels %d..%d) and %%%d (kernels %d..%d) share arena bytes", where,
                           fuse ? "" : " (no fusion)", ids[a], x.first, x.last, ids[b], y.first, y.last);
         }
+    /* an update written in place: its kernel is the last reader of the old value, and no
+     * kernel after it reads the old value or can fail */
+    for (int o = ir_num_results(f); o < f->nouts; o++) {
+        if (!p->in_place[o])
+            continue;
+        int K = lv[f->outs[o]].first;
+        const ir_update *u = &f->updates[o];
+        ck_assert_int_ge(K, 0);
+        for (int i = 0; i < f->nnodes; i++)
+            if (f->nodes[i].op == (u->kind == IR_UPD_PARAM ? OP_param : OP_state) && f->nodes[i].i[0] == u->index)
+                ck_assert_msg(lv[i].last <= K, "%s: the old value of update %d is read after its kernel %d", where, o, K);
+        for (int k = K; k < nk; k++)
+            for (int m = 0; m < pl.schedule->kernels[k].nmembers; m++) {
+                const ir_node *x = &f->nodes[pl.schedule->kernels[k].members[m]];
+                ck_assert_msg((ir_ops[x->op].flags & OPF_ELEM) &&
+                                  !((x->op == OP_div || x->op == OP_mod) && !ir_dtype_is_float(x->dtype)),
+                              "%s: kernel %d after in-place update %d may fail", where, k, o);
+            }
+        ck_assert_int_le(p->backup[o] + p->mem[f->outs[o]].bytes, p->backup_bytes);
+        (*nin_place)++;
+    }
     int64_t sum = 0;
     for (int a = 0; a < nslots; a++)
         sum += (len[a] + 63) / 64 * 64;
@@ -91,7 +113,7 @@ static void check_plan(const char *where, const ir_func *f, bool fuse, int64_t *
     *saved += p->arena_bytes_unshared - p->arena_bytes;
 }
 
-static int check_dir(const char *dir, int64_t *saved)
+static int check_dir(const char *dir, int64_t *saved, int *nin_place)
 {
     DIR *d = opendir(dir);
     ck_assert_msg(d != NULL, "cannot open %s", dir);
@@ -112,8 +134,8 @@ static int check_dir(const char *dir, int64_t *saved)
             for (int k = 0; k < m->nfuncs; k++) {
                 char where[1200];
                 snprintf(where, sizeof where, "%s: %s", path, m->funcs[k]->name);
-                check_plan(where, m->funcs[k], true, saved);
-                check_plan(where, m->funcs[k], false, saved);
+                check_plan(where, m->funcs[k], true, saved, nin_place);
+                check_plan(where, m->funcs[k], false, saved, nin_place);
                 nfuncs++;
             }
         free(text);
@@ -125,10 +147,15 @@ static int check_dir(const char *dir, int64_t *saved)
 START_TEST(no_two_live_values_share_bytes)
 {
     int64_t saved = 0;
-    int n = check_dir(TDSL_SOURCE_DIR "/tests/programs", &saved) + check_dir(TDSL_SOURCE_DIR "/tests/golden", &saved) +
-            check_dir(TDSL_SOURCE_DIR "/tests/autodiff", &saved) + check_dir(TDSL_SOURCE_DIR "/tests/train", &saved);
+    int in_place = 0;
+    int n = check_dir(TDSL_SOURCE_DIR "/tests/programs", &saved, &in_place) +
+            check_dir(TDSL_SOURCE_DIR "/tests/golden", &saved, &in_place) +
+            check_dir(TDSL_SOURCE_DIR "/tests/autodiff", &saved, &in_place) +
+            check_dir(TDSL_SOURCE_DIR "/tests/train", &saved, &in_place);
     ck_assert_int_gt(n, 100);
-    printf("memplan: %d exports planned with and without fusion, %lld arena bytes saved by reuse\n", n, (long long)saved);
+    printf("memplan: %d exports planned with and without fusion, %lld arena bytes saved by reuse, %d updates in place\n",
+           n, (long long)saved, in_place);
+    ck_assert_int_gt(in_place, 0);
     ck_assert_int_gt(saved, 0);   /* and reuse happens */
 }
 END_TEST

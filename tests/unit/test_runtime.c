@@ -39,7 +39,7 @@ static const tdsl_param_desc PARAMS[] = {
     {"k", TDSL_I32, 1, {2}, RT_INIT_FULL, 7.9, 0},
 };
 #define NP ((int)(sizeof PARAMS / sizeof PARAMS[0]))
-static const tdsl_module_desc DESC = {TDSL_ABI_VERSION, "tmod", NP, PARAMS, 1000, 72, 0, NULL};
+static const tdsl_module_desc DESC = {TDSL_ABI_VERSION, "tmod", NP, PARAMS, 1000, 72, 0, NULL, 0};
 
 /* The same params with optimizer state, laid out as pass_state_layout does (64-byte slots). */
 static const tdsl_state_desc STATES[] = {
@@ -49,7 +49,7 @@ static const tdsl_state_desc STATES[] = {
     {"step.calls", TDSL_I32, 0, {0}, 320},
 };
 #define NS ((int)(sizeof STATES / sizeof STATES[0]))
-static const tdsl_module_desc SDESC = {TDSL_ABI_VERSION, "tmod", NP, PARAMS, 1000, 384, NS, STATES};
+static const tdsl_module_desc SDESC = {TDSL_ABI_VERSION, "tmod", NP, PARAMS, 1000, 384, NS, STATES, 0};
 
 static tdsl_instance *make(uint64_t seed, int threads)
 {
@@ -165,7 +165,7 @@ START_TEST(memory_blocks)
     }
     tdsl_rt_destroy(m);
     /* empty blocks are still valid pointers */
-    static const tdsl_module_desc empty = {TDSL_ABI_VERSION, "empty", 0, NULL, 0, 0, 0, NULL};
+    static const tdsl_module_desc empty = {TDSL_ABI_VERSION, "empty", 0, NULL, 0, 0, 0, NULL, 0};
     m = tdsl_rt_create(&empty, NULL);
     ck_assert_ptr_nonnull(m);
     ck_assert_ptr_nonnull(tdsl_rt_arena(m));
@@ -255,7 +255,7 @@ START_TEST(params_bit_identical_to_evaluator)
     tdsl_rt_destroy(m);
     /* the documented known answer: normal(0, 1), seed 0, "W1" */
     static const tdsl_param_desc one[] = {{"W1", TDSL_F32, 1, {4}, RT_INIT_NORMAL, 0, 1}};
-    static const tdsl_module_desc d1 = {TDSL_ABI_VERSION, "ka", 1, one, 0, 0, 0, NULL};
+    static const tdsl_module_desc d1 = {TDSL_ABI_VERSION, "ka", 1, one, 0, 0, 0, NULL, 0};
     m = tdsl_rt_create(&d1, NULL);
     ck_assert_ptr_nonnull(m);
     const float *x = tdsl_rt_param(m, 0).data;
@@ -755,7 +755,7 @@ END_TEST
 /* Saves a file from a module with params ps (same names as DESC, altered). */
 static void save_variant(const char *path, const tdsl_param_desc *ps, int n, uint64_t seed)
 {
-    tdsl_module_desc d = {TDSL_ABI_VERSION, "other", n, ps, 0, 0, 0, NULL};
+    tdsl_module_desc d = {TDSL_ABI_VERSION, "other", n, ps, 0, 0, 0, NULL, 0};
     tdsl_options o = TDSL_OPTIONS_INIT;
     o.seed = seed;
     o.threads = 1;
@@ -899,7 +899,7 @@ static int state_eq(tdsl_instance *a, const uint8_t *b, int i)
 static void save_variant_s(const char *path, const tdsl_param_desc *ps, int n, const tdsl_state_desc *ss, int ns,
                            uint64_t state_bytes, uint64_t seed)
 {
-    tdsl_module_desc d = {TDSL_ABI_VERSION, "other", n, ps, 0, state_bytes, ns, ss};
+    tdsl_module_desc d = {TDSL_ABI_VERSION, "other", n, ps, 0, state_bytes, ns, ss, 0};
     tdsl_options o = TDSL_OPTIONS_INIT;
     o.seed = seed;
     o.threads = 1;
@@ -1049,7 +1049,7 @@ START_TEST(checkpoint_bytes_match_python)
                                          {"s.step", TDSL_I64, 0, {0}, 64},
                                          {"s.calls", TDSL_I32, 0, {0}, 128},
                                          {"s.w2.m", TDSL_F16, 2, {2, 3}, 192}};
-    static const tdsl_module_desc d = {TDSL_ABI_VERSION, "ck", 2, ps, 0, 256, 4, ss};
+    static const tdsl_module_desc d = {TDSL_ABI_VERSION, "ck", 2, ps, 0, 256, 4, ss, 0};
     static const char header[] =
         "{\"__metadata__\":{\"module\":\"ck\"},\"s.step\":{\"dtype\":\"I64\",\"shape\":[],\"data_offsets\":[0,8]},"
         "\"s.w.exp_avg\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]},"

@@ -816,15 +816,30 @@ START_TEST(header_and_plan)
     ck_assert_msg(strstr(buf, "float *loss);"), "%s", buf);
     ck_assert_msg(strstr(buf, "a training step: updates 1 param and 5 optimizer state tensors inside m"), "%s", buf);
     free(buf);
-    /* the memory plan stages every update in the arena and commits after the kernels */
+    /* the memory plan writes each update in place (its kernel is elementwise, nothing after
+     * it reads the old value), with a slot in the check_finite backup, or stages it in the
+     * arena and commits it after the kernels */
     const ir_func *f = ir_module_find(m, "s");
     arena a2;
     arena_init(&a2);
     pass_plan pl = pass_pipeline(&a2, f, true);
+    int in_place = 0;
     for (int k = ir_num_results(f); k < f->nouts; k++) {
-        ck_assert_int_ge(pl.mem->stage[k], 0);
-        ck_assert_int_le(pl.mem->stage[k] + 4, pl.mem->arena_bytes);
+        const pass_mem *home = &pl.mem->mem[f->outs[k]];
+        if (pl.mem->in_place[k]) {
+            in_place++;
+            ck_assert_int_eq(pl.mem->stage[k], -1);
+            ck_assert(home->kind == (f->updates[k].kind == IR_UPD_PARAM ? MEM_PARAM : MEM_STATE));
+            ck_assert_int_eq(home->index, f->updates[k].index);
+            ck_assert_int_ge(pl.mem->backup[k], 0);
+            ck_assert_int_le(pl.mem->backup[k] + home->bytes, pl.mem->backup_bytes);
+        } else {
+            ck_assert_int_ge(pl.mem->stage[k], 0);
+            ck_assert_int_le(pl.mem->stage[k] + 4, pl.mem->arena_bytes);
+        }
     }
+    ck_assert_int_ge(in_place, 1);
+    ck_assert_int_eq(pl.mem->mem[f->outs[1]].kind, MEM_PARAM);   /* W itself */
     ck_assert_int_eq(pl.mem->stage[0], -1);
     ck_assert_int_eq(pass_state_layout(m, NULL), 5 * 64);   /* calls, step, acc, m, v: 64-byte slots */
     arena_free(&a2);

@@ -90,6 +90,8 @@ typedef struct tdsl_module_desc {
     uint64_t state_bytes;        /* persistent state beyond params (optimizer moments, ...) */
     int nstates;                 /* (ABI 2) the tensors of the state block */
     const tdsl_state_desc *states;
+    uint64_t backup_bytes;       /* (ABI 2) with check_finite: room for the old values of the
+                                    updates a step writes in place, restored if it fails */
 } tdsl_module_desc;
 
 typedef struct tdsl_instance tdsl_instance;
@@ -107,6 +109,7 @@ int tdsl_rt_fail(tdsl_instance *inst, int status, const char *fmt, ...)
 void tdsl_rt_clear_error(tdsl_instance *inst);
 void *tdsl_rt_arena(tdsl_instance *inst);                  /* 64-byte aligned, arena_bytes long */
 void *tdsl_rt_state(tdsl_instance *inst);                  /* 64-byte aligned, state_bytes long, zeroed */
+void *tdsl_rt_backup(tdsl_instance *inst);                 /* backup_bytes long with check_finite, else NULL */
 void *tdsl_rt_param_data(tdsl_instance *inst, int i);      /* 64-byte aligned, dense row-major */
 int  tdsl_rt_num_threads(const tdsl_instance *inst);
 int  tdsl_rt_check_finite(const tdsl_instance *inst);
