@@ -381,6 +381,25 @@ static void emit_finite_checks(cg_llvm *cg, LLVMValueRef fn, const fn_plan *fp, 
     LLVMPositionBuilderAtEnd(cg->b, done);
 }
 
+/* Whether kernel kr's output shares memory with one of its inputs (the memory plan lets
+ * an elementwise kernel write over an input it reads last, or an update over its param). */
+static bool writes_over_input(const fn_plan *fp, const pass_kernel *kr)
+{
+    const ir_func *f = fp->f;
+    const pass_mem *out = &fp->p->mem[f->nodes[kr->root].storage];
+    int ins[64];
+    int nin = cg_kernel_inputs(f, kr, ins);
+    for (int j = 0; j < nin && j < 64; j++) {
+        const pass_mem *in = &fp->p->mem[ins[j]];
+        if (in->kind != out->kind || in->kind == MEM_NONE)
+            continue;
+        if (in->kind == MEM_ARENA ? in->offset < out->offset + out->bytes && out->offset < in->offset + in->bytes
+                                  : in->index == out->index)
+            return true;
+    }
+    return false;
+}
+
 static int emit_export(cg_llvm *cg, const fn_plan *fp, char *err, size_t errlen)
 {
     const ir_func *f = fp->f;
@@ -394,8 +413,7 @@ static int emit_export(cg_llvm *cg, const fn_plan *fp, char *err, size_t errlen)
     for (int k = 0; k < nk; k++) {
         const ir_node *root = &f->nodes[fp->s->kernels[k].root];
         char *name = arena_printf(cg->ar, "%s__%s__k%d", mod, f->name, k);
-        pass_mem_kind home = fp->p->mem[root->storage].kind;   /* an update written in place reads its target */
-        kfn[k] = cg_emit_kernel(cg, f, fp->s, k, name, home == MEM_PARAM || home == MEM_STATE);
+        kfn[k] = cg_emit_kernel(cg, f, fp->s, k, name, writes_over_input(fp, &fp->s->kernels[k]));
         if (!kfn[k]) {
             set_err(err, errlen, "%s_%s: no CPU code for op '%s' (node %%%d, line %d:%d)", mod, f->name,
                     ir_ops[root->op].name, fp->s->kernels[k].root, root->line, root->col);

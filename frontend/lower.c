@@ -10,7 +10,7 @@
 
 /* ------------------------------------------------------------------ helpers */
 
-const char *vkind_name(vkind k)
+const char *lw_vkind_name(vkind k)
 {
     switch (k) {
     case V_TENSOR: return "a tensor";
@@ -26,7 +26,7 @@ const char *vkind_name(vkind k)
     }
 }
 
-void shape_str(char *buf, size_t n, const ir_node *t)
+void lw_shape_str(char *buf, size_t n, const ir_node *t)
 {
     snprintf(buf, n, "%s", ir_dtype_name(t->dtype));
     size_t o = strlen(buf);
@@ -35,7 +35,7 @@ void shape_str(char *buf, size_t n, const ir_node *t)
 }
 
 /* Appends a node at the current location; a shape-rule failure is a user error here. */
-value emit(lower_ctx *c, ir_proto *p)
+value lw_emit(lower_ctx *c, ir_proto *p)
 {
     char err[256];
     if (!c->fn) {   /* a constant expression (const, a declared shape) that needs a tensor */
@@ -53,21 +53,21 @@ value emit(lower_ctx *c, ir_proto *p)
     return vtensor(id);
 }
 
-value emit1(lower_ctx *c, ir_opcode op, int a)
+value lw_emit1(lower_ctx *c, ir_opcode op, int a)
 {
     ir_proto p = {.op = op, .nin = 1, .in = &a};
-    return emit(c, &p);
+    return lw_emit(c, &p);
 }
 
-value emit_cast(lower_ctx *c, int a, ir_dtype dt)
+value lw_emit_cast(lower_ctx *c, int a, ir_dtype dt)
 {
     if (node(c, a)->dtype == dt)
         return vtensor(a);
     ir_proto p = {.op = OP_cast, .dtype = dt, .nin = 1, .in = &a};
-    return emit(c, &p);
+    return lw_emit(c, &p);
 }
 
-value emit_expand(lower_ctx *c, int a, int rank, const int64_t *shape)
+value lw_emit_expand(lower_ctx *c, int a, int rank, const int64_t *shape)
 {
     ir_node *n = node(c, a);
     bool same = n->rank == rank;
@@ -77,13 +77,13 @@ value emit_expand(lower_ctx *c, int a, int rank, const int64_t *shape)
         return vtensor(a);
     ir_proto p = {.op = OP_expand, .nin = 1, .in = &a, .nlist = rank};
     memcpy(p.list, shape, sizeof(int64_t) * (size_t)rank);
-    return emit(c, &p);
+    return lw_emit(c, &p);
 }
 
-value emit_const(lower_ctx *c, double v, ir_dtype dt)
+value lw_emit_const(lower_ctx *c, double v, ir_dtype dt)
 {
     ir_proto p = {.op = OP_constant, .dtype = dt, .f = {v}};
-    return emit(c, &p);
+    return lw_emit(c, &p);
 }
 
 /* ------------------------------------------------------------------ names */
@@ -141,13 +141,13 @@ static binding *find_local(lower_ctx *c, const char *name)
     return c->scope ? map_get(c->scope->root->map, name) : NULL;
 }
 
-global *find_global(lower_ctx *c, const char *name)
+global *lw_find_global(lower_ctx *c, const char *name)
 {
     uintptr_t k = (uintptr_t)map_get(&c->gmap, name);   /* index + 1; 0: absent */
     return k ? &c->globals[k - 1] : NULL;
 }
 
-int edit_distance(const char *a, const char *b)
+int lw_edit_distance(const char *a, const char *b)
 {
     size_t la = strlen(a), lb = strlen(b);
     if (la > 32 || lb > 32)
@@ -174,27 +174,27 @@ static void suggest_name(lower_ctx *c, const char *name, bool functions)
     const char *best = NULL;
     int bd = 3;
     for (binding *b = c->scope; b && !functions; b = b->next)
-        if (edit_distance(name, b->name) < bd)
-            bd = edit_distance(name, b->name), best = b->name;
+        if (lw_edit_distance(name, b->name) < bd)
+            bd = lw_edit_distance(name, b->name), best = b->name;
     for (int k = 0; k < c->nglobals; k++)
         if (c->globals[k].kind != DECL_EXPORT && !(c->globals[k].kind == DECL_FN && c->globals[k].decl->exported) &&
-            edit_distance(name, c->globals[k].name) < bd)
-            bd = edit_distance(name, c->globals[k].name), best = c->globals[k].name;
-    for (size_t k = 0; functions && k < nbuiltins; k++)
-        if (edit_distance(name, builtins[k].name) < bd)
-            bd = edit_distance(name, builtins[k].name), best = builtins[k].name;
+            lw_edit_distance(name, c->globals[k].name) < bd)
+            bd = lw_edit_distance(name, c->globals[k].name), best = c->globals[k].name;
+    for (size_t k = 0; functions && k < lw_nbuiltins; k++)
+        if (lw_edit_distance(name, lw_builtins[k].name) < bd)
+            bd = lw_edit_distance(name, lw_builtins[k].name), best = lw_builtins[k].name;
     if (best)
         diag_note(c->loc, "did you mean '%s'?", best);
 }
 
-value param_value(lower_ctx *c, global *g)
+value lw_param_value(lower_ctx *c, global *g)
 {
     int *slot = &c->param_nodes[g->param_index];
     if (*slot < 0) {
         ir_proto p = {.op = OP_param, .i = {g->param_index}, .name = g->name};
         src_loc saved = c->loc;
         c->loc = g->loc;
-        value v = emit(c, &p);
+        value v = lw_emit(c, &p);
         c->loc = saved;
         if (v.k == V_ERR)
             return VERR;
@@ -208,14 +208,14 @@ static value lookup(lower_ctx *c, const char *name, src_loc loc)
     binding *b = find_local(c, name);
     if (b)
         return b->v;
-    global *g = find_global(c, name);
+    global *g = lw_find_global(c, name);
     if (g) {
         if (g->kind == DECL_PARAM) {
             if (!c->fn) {
                 diag_error(loc, "param '%s' cannot be used in a constant expression", name);
                 return VERR;
             }
-            return param_value(c, g);
+            return lw_param_value(c, g);
         }
         if (g->kind == DECL_FN) {
             value v = {.k = V_FN, .fn = g->decl};
@@ -234,7 +234,7 @@ static value lookup(lower_ctx *c, const char *name, src_loc loc)
     }
     src_loc saved = c->loc;
     c->loc = loc;
-    if (find_builtin(name))
+    if (lw_find_builtin(name))
         diag_error(loc, "'%s' is a builtin function; call it: %s(...)", name, name);
     else {
         const ast_decl *later = NULL;
@@ -253,7 +253,7 @@ static value lookup(lower_ctx *c, const char *name, src_loc loc)
     return VERR;
 }
 
-void bind_quiet(lower_ctx *c, const char *name, value v)
+void lw_bind_quiet(lower_ctx *c, const char *name, value v)
 {
     binding *b = arena_alloc(c->ar, sizeof *b);
     b->name = name;
@@ -269,7 +269,7 @@ void bind_quiet(lower_ctx *c, const char *name, value v)
 /* A binding also names the value it binds, if it has no name yet (`h = relu(..)` -> %h). */
 static void bind(lower_ctx *c, const char *name, value v)
 {
-    bind_quiet(c, name, v);
+    lw_bind_quiet(c, name, v);
     if (v.k == V_TENSOR && c->fn && !node(c, v.id)->name)
         node(c, v.id)->name = name;
 }
@@ -291,8 +291,8 @@ static value apply_binop(lower_ctx *c, int op, value a, value b)
     if (a.k == V_ERR || b.k == V_ERR)
         return VERR;
     if (op == BIN_MATMUL)
-        return matmul(c, a, b);
-    return binary(c, binop_ops[op], a, b);
+        return lw_matmul(c, a, b);
+    return lw_binary(c, binop_ops[op], a, b);
 }
 
 /* Python slice bounds, clamped (torch forbids negative steps) */
@@ -305,7 +305,7 @@ static bool slice_bounds(lower_ctx *c, const ast_expr *s, int64_t size, int64_t 
         value x = lower_expr(c, s->kids[k]);
         if (x.k == V_NONE)
             continue;
-        if (!get_int(c, x, k == 2 ? "a slice step" : "a slice bound", &v[k]))
+        if (!lw_get_int(c, x, k == 2 ? "a slice step" : "a slice bound", &v[k]))
             return false;
     }
     if (v[2] <= 0) {
@@ -340,7 +340,7 @@ static value index_expr(lower_ctx *c, const ast_expr *e)
             return VERR;
         }
         int64_t i;
-        if (!get_int(c, lower_expr(c, e->items[0]), "a list index", &i))
+        if (!lw_get_int(c, lower_expr(c, e->items[0]), "a list index", &i))
             return VERR;
         if (i < -base.n || i >= base.n) {
             diag_error(e->loc, "index %lld is out of range for a list of %d elements", (long long)i, base.n);
@@ -349,7 +349,7 @@ static value index_expr(lower_ctx *c, const ast_expr *e)
         return base.items[i < 0 ? i + base.n : i];
     }
     if (base.k != V_TENSOR) {
-        diag_error(e->loc, "cannot index %s", vkind_name(base.k));
+        diag_error(e->loc, "cannot index %s", lw_vkind_name(base.k));
         return VERR;
     }
     int x = base.id, rank = node(c, x)->rank;
@@ -390,13 +390,13 @@ static value index_expr(lower_ctx *c, const ast_expr *e)
             return VERR;
         } else if (vals[k].k != V_INT) {
             diag_error(it->loc, "an index must be an integer, a slice, '...' or an integer tensor, got %s",
-                       vkind_name(vals[k].k));
+                       lw_vkind_name(vals[k].k));
             return VERR;
         }
     }
     if (consumed > rank) {
         char sx[128];
-        shape_str(sx, sizeof sx, node(c, x));
+        lw_shape_str(sx, sizeof sx, node(c, x));
         diag_error(e->loc, "too many indices for %s: %d given", sx, consumed);
         return VERR;
     }
@@ -426,7 +426,7 @@ static value index_expr(lower_ctx *c, const ast_expr *e)
             c->loc = it->loc;
             if (start != 0 || stop != cn->shape[d] || step != 1) {
                 ir_proto p = {.op = OP_slice, .nin = 1, .in = &cur.id, .i = {d, start, stop, step}};
-                if ((cur = emit(c, &p)).k == V_ERR)
+                if ((cur = lw_emit(c, &p)).k == V_ERR)
                     return VERR;
             }
             d++;
@@ -438,7 +438,7 @@ static value index_expr(lower_ctx *c, const ast_expr *e)
                 return VERR;
             }
             ir_proto p = {.op = OP_select, .nin = 1, .in = &cur.id, .i = {d, i < 0 ? i + size : i}};
-            if ((cur = emit(c, &p)).k == V_ERR)
+            if ((cur = lw_emit(c, &p)).k == V_ERR)
                 return VERR;
         } else {
             tensor_axis = d++;
@@ -446,7 +446,7 @@ static value index_expr(lower_ctx *c, const ast_expr *e)
     }
     if (tensor_item >= 0) {
         c->loc = e->loc;
-        return index_along(c, cur.id, tensor_axis, vals[tensor_item], OP_index, "indexing");
+        return lw_index_along(c, cur.id, tensor_axis, vals[tensor_item], OP_index, "indexing");
     }
     return cur;
 }
@@ -487,7 +487,7 @@ static value call_expr(lower_ctx *c, const ast_expr *e)
         binding *local = find_local(c, name);
         if (local)
             callee = local->v;
-        global *g = callee.k == V_NONE ? find_global(c, name) : NULL;
+        global *g = callee.k == V_NONE ? lw_find_global(c, name) : NULL;
         if (g && g->kind == DECL_FN)
             callee = (value){.k = V_FN, .fn = g->decl};
         else if (g && g->kind == DECL_EXPORT) {
@@ -497,7 +497,7 @@ static value call_expr(lower_ctx *c, const ast_expr *e)
         if (callee.k == V_FN)
             return call_fn(c, callee.fn, npos, pos, kw, nkw, kwv, e->loc);
         if (callee.k != V_NONE) {
-            diag_error(e->loc, "'%s' is %s, not a function", name, vkind_name(callee.k));
+            diag_error(e->loc, "'%s' is %s, not a function", name, lw_vkind_name(callee.k));
             return VERR;
         }
     }
@@ -527,7 +527,7 @@ static value call_expr(lower_ctx *c, const ast_expr *e)
         diag_error(e->loc, "%s(...) makes an exported function; write it at top level: export g = %s(f, ...)", name, name);
         return VERR;
     }
-    const builtin *b = find_builtin(name);
+    const builtin *b = lw_find_builtin(name);
     if (!b) {
         if (method)
             diag_error(e->loc, "tensors have no method '%s'", name);
@@ -537,7 +537,7 @@ static value call_expr(lower_ctx *c, const ast_expr *e)
         return VERR;
     }
     value args[MAX_ARGS];
-    if (!bind_args(c, name, b->sig, npos, pos, kw, nkw, kwv, args))
+    if (!lw_bind_args(c, name, b->sig, npos, pos, kw, nkw, kwv, args))
         return VERR;
     return b->fn(c, args, b);
 }
@@ -549,14 +549,14 @@ static value field_expr(lower_ctx *c, const ast_expr *e)
     if (x.k == V_ERR)
         return VERR;
     if (x.k != V_TENSOR) {
-        diag_error(e->loc, "%s has no property '%s'", vkind_name(x.k), e->str);
+        diag_error(e->loc, "%s has no property '%s'", lw_vkind_name(x.k), e->str);
         return VERR;
     }
     if (strcmp(e->str, "T") == 0)
-        return reverse_dims(c, x.id);
+        return lw_reverse_dims(c, x.id);
     if (strcmp(e->str, "shape") == 0) {
         value a[2] = {x, {.k = V_NONE}};
-        return bi_size(c, a, find_builtin("size"));
+        return lw_bi_size(c, a, lw_find_builtin("size"));
     }
     if (strcmp(e->str, "ndim") == 0)
         return vint(node(c, x.id)->rank);
@@ -592,11 +592,11 @@ static value lower_expr_inner(lower_ctx *c, const ast_expr *e)
                 return vint(-x.i);
             if (x.k == V_FLOAT)
                 return vfloat(-x.f);
-            return unary(c, OP_neg, x, NULL, 0);
+            return lw_unary(c, OP_neg, x, NULL, 0);
         }
         if (x.k == V_BOOL)
             return (value){.k = V_BOOL, .i = !x.i};
-        return unary(c, OP_lnot, x, NULL, 0);
+        return lw_unary(c, OP_lnot, x, NULL, 0);
     }
     case AST_BINARY: {
         value a = lower_expr(c, e->kids[0]);
@@ -640,7 +640,7 @@ static void exec_stmt(lower_ctx *c, const ast_stmt *s, exec_state *st)
         }
         if (v.k != V_ERR && (v.k != V_LIST || v.n != s->ntargets)) {
             diag_error(s->loc, "cannot unpack %s into %d names", v.k == V_LIST ? "a tuple of a different length"
-                                                                        : vkind_name(v.k), s->ntargets);
+                                                                        : lw_vkind_name(v.k), s->ntargets);
             if (v.k == V_LIST)
                 diag_note(s->loc, "the value has %d elements", v.n);
             v = VERR;
@@ -665,7 +665,7 @@ static void exec_stmt(lower_ctx *c, const ast_stmt *s, exec_state *st)
         value lo = lower_expr(c, s->lo), hi = lower_expr(c, s->hi);
         int64_t a, b;
         c->loc = s->loc;
-        if (!get_int(c, lo, "a loop bound", &a) || !get_int(c, hi, "a loop bound", &b))
+        if (!lw_get_int(c, lo, "a loop bound", &a) || !lw_get_int(c, hi, "a loop bound", &b))
             break;
         if (b - a > MAX_UNROLL) {
             diag_error(s->loc, "loop of %lld iterations is too long to unroll (at most %d)", (long long)(b - a), MAX_UNROLL);
@@ -674,7 +674,7 @@ static void exec_stmt(lower_ctx *c, const ast_stmt *s, exec_state *st)
         int errors = diag_error_count();
         for (int64_t i = a; i < b && !st->returned; i++) {
             bind(c, s->var, vint(i));
-            exec_block(c, s->body, s->nbody, st);
+            lw_exec_block(c, s->body, s->nbody, st);
             if (diag_error_count() > errors)
                 break;   /* report a body's errors once, not once per iteration */
         }
@@ -686,7 +686,7 @@ static void exec_stmt(lower_ctx *c, const ast_stmt *s, exec_state *st)
     }
 }
 
-void exec_block(lower_ctx *c, ast_stmt **body, int n, exec_state *st)
+void lw_exec_block(lower_ctx *c, ast_stmt **body, int n, exec_state *st)
 {
     for (int k = 0; k < n && !st->returned; k++)
         exec_stmt(c, body[k], st);
@@ -695,7 +695,7 @@ void exec_block(lower_ctx *c, ast_stmt **body, int n, exec_state *st)
 /* ------------------------------------------------------------------ types and calls */
 
 /* Evaluates a constant expression (consts, literals, + - * / % **). */
-value const_expr(lower_ctx *c, const ast_expr *e)
+value lw_const_expr(lower_ctx *c, const ast_expr *e)
 {
     ir_func *saved = c->fn;
     binding *scope = c->scope;
@@ -705,7 +705,7 @@ value const_expr(lower_ctx *c, const ast_expr *e)
     c->fn = saved;
     c->scope = scope;
     if (v.k != V_ERR && !is_number(v)) {
-        diag_error(e->loc, "expected a constant number, got %s", vkind_name(v.k));
+        diag_error(e->loc, "expected a constant number, got %s", lw_vkind_name(v.k));
         return VERR;
     }
     return v;
@@ -724,7 +724,7 @@ static bool eval_type(lower_ctx *c, const ast_expr *t, ir_dtype *dt, int *rank, 
     }
     *rank = t->nitems;
     for (int d = 0; d < t->nitems; d++) {
-        value v = c->fn ? lower_expr(c, t->items[d]) : const_expr(c, t->items[d]);
+        value v = c->fn ? lower_expr(c, t->items[d]) : lw_const_expr(c, t->items[d]);
         if (v.k == V_ERR)
             return false;
         if (v.k != V_INT || v.i < 0) {
@@ -746,7 +746,7 @@ static bool same_type(const ir_node *n, ir_dtype dt, int rank, const int64_t *sh
     return true;
 }
 
-void type_str(char *buf, size_t len, ir_dtype dt, int rank, const int64_t *shape)
+void lw_type_str(char *buf, size_t len, ir_dtype dt, int rank, const int64_t *shape)
 {
     snprintf(buf, len, "%s", ir_dtype_name(dt));
     size_t o = strlen(buf);
@@ -765,14 +765,14 @@ static bool check_type(lower_ctx *c, value v, const ast_expr *t, const char *wha
     if (!eval_type(c, t, &dt, &rank, shape))
         return false;
     char want[160], got[160];
-    type_str(want, sizeof want, dt, rank, shape);
+    lw_type_str(want, sizeof want, dt, rank, shape);
     if (v.k != V_TENSOR) {
-        diag_error(where, "%s should be %s, got %s", what, want, vkind_name(v.k));
+        diag_error(where, "%s should be %s, got %s", what, want, lw_vkind_name(v.k));
         diag_note(t->loc, "declared here");
         return false;
     }
     if (!same_type(node(c, v.id), dt, rank, shape)) {
-        shape_str(got, sizeof got, node(c, v.id));
+        lw_shape_str(got, sizeof got, node(c, v.id));
         diag_error(where, "%s should be %s, got %s", what, want, got);
         diag_note(t->loc, "declared here");
         return false;
@@ -850,11 +850,11 @@ static value call_fn(lower_ctx *c, const ast_decl *fn, int npos, value *pos, con
             snprintf(what, sizeof what, "argument '%s' of '%s'", fn->params[k].name, fn->name);
             ok &= check_type(c, args[k], fn->params[k].type, what, call_loc);
         }
-        bind_quiet(c, fn->params[k].name, args[k]);
+        lw_bind_quiet(c, fn->params[k].name, args[k]);
     }
     exec_state st = {0};
     if (ok)
-        exec_block(c, fn->body, fn->nbody, &st);
+        lw_exec_block(c, fn->body, fn->nbody, &st);
     c->depth--;
     binding *inner = c->scope;
     c->scope = saved;
@@ -875,7 +875,7 @@ static value call_fn(lower_ctx *c, const ast_decl *fn, int npos, value *pos, con
             return VERR;
     }
     if (region && r.k != V_ERR)
-        r = record_custom(c, fn, r, args, first, inner, call_loc);
+        r = lw_record_custom(c, fn, r, args, first, inner, call_loc);
     return r;
 }
 
@@ -905,7 +905,7 @@ static bool check_result(lower_ctx *c, value r, const ast_expr *t, const char *f
     return ok;
 }
 
-void lower_export_fn(lower_ctx *c, const ast_decl *d)
+void lw_export_fn(lower_ctx *c, const ast_decl *d)
 {
     ir_arg args[64];
     c->fn = NULL;     /* argument types see only constants */
@@ -945,12 +945,12 @@ void lower_export_fn(lower_ctx *c, const ast_decl *d)
     for (int k = 0; k < d->nparams; k++) {
         c->loc = d->params[k].loc;
         ir_proto p = {.op = OP_arg, .i = {k}, .name = d->params[k].name};
-        bind(c, d->params[k].name, emit(c, &p));
+        bind(c, d->params[k].name, lw_emit(c, &p));
     }
     c->stack[c->depth++] = d;
     exec_state st = {0};
     int errors = diag_error_count();
-    exec_block(c, d->body, d->nbody, &st);
+    lw_exec_block(c, d->body, d->nbody, &st);
     c->depth = 0;
     if (diag_error_count() > errors)
         return;
@@ -962,20 +962,20 @@ void lower_export_fn(lower_ctx *c, const ast_decl *d)
     value r = st.ret;
     /* numbers become rank-0 tensors before the declared result type is checked */
     if (is_number(r))
-        r = to_tensor(c, r);
+        r = lw_to_tensor(c, r);
     for (int k = 0; r.k == V_LIST && r.tuple && k < r.n; k++)
         if (is_number(r.items[k]))
-            r.items[k] = to_tensor(c, r.items[k]);
+            r.items[k] = lw_to_tensor(c, r.items[k]);
     if (!check_result(c, r, d->type, d->name, st.ret_loc))
         return;
     int n = r.k == V_LIST && r.tuple ? r.n : 1;
     for (int k = 0; k < n; k++) {
         value v = n > 1 || (r.k == V_LIST && r.tuple) ? r.items[k] : r;
         if (is_number(v))
-            v = to_tensor(c, v);
+            v = lw_to_tensor(c, v);
         if (v.k != V_TENSOR) {
             if (v.k != V_ERR)
-                diag_error(st.ret_loc, "an exported fn must return tensors, got %s", vkind_name(v.k));
+                diag_error(st.ret_loc, "an exported fn must return tensors, got %s", lw_vkind_name(v.k));
             return;
         }
         ir_add_output(f, v.id);
@@ -1005,7 +1005,7 @@ static bool param_init(lower_ctx *c, const ast_expr *e, ir_param *p)
         }
         double v[2] = {0, 0};
         for (int j = 0; j < nargs; j++) {
-            value x = const_expr(c, e->args[j].value);
+            value x = lw_const_expr(c, e->args[j].value);
             if (x.k == V_ERR)
                 return false;
             v[j] = num(x);
@@ -1046,13 +1046,13 @@ static bool parse_define(const char *text, value *out)
 
 static void add_global(lower_ctx *c, const ast_decl *d, int kind, value v, int param_index)
 {
-    global *prev = find_global(c, d->name);
+    global *prev = lw_find_global(c, d->name);
     if (prev) {
         diag_error(d->name_loc.line ? d->name_loc : d->loc, "'%s' is already defined", d->name);
         diag_note(prev->loc, "previous definition here");
         return;
     }
-    if (find_builtin(d->name) && kind != DECL_CONST)
+    if (lw_find_builtin(d->name) && kind != DECL_CONST)
         diag_warning(d->name_loc.line ? d->name_loc : d->loc, "'%s' shadows the builtin of the same name", d->name);
     global g = {.name = d->name, .loc = d->loc, .kind = kind, .v = v, .decl = d, .param_index = param_index};
     ARR_PUSH(c->ar, c->globals, c->nglobals, c->gcap, g);
@@ -1077,7 +1077,7 @@ static void lower_export_decl(lower_ctx *c, const ast_decl *d)
         return;
     }
     const char *fname = v->args[0].value->str;
-    global *g = find_global(c, fname);
+    global *g = lw_find_global(c, fname);
     if (!g || g->kind != DECL_FN) {
         diag_error(v->args[0].value->loc, "%s() of '%s', which is not a fn", v->str, fname);
         if (!g)
@@ -1090,7 +1090,7 @@ static void lower_export_decl(lower_ctx *c, const ast_decl *d)
                                               "(move the body into `fn %s_impl(...)`)", fname, fname);
             return;
         }
-        lower_grad_export(c, d, g->decl);
+        lw_grad_export(c, d, g->decl);
         return;
     }
     if (g->decl->exported) {
@@ -1098,7 +1098,7 @@ static void lower_export_decl(lower_ctx *c, const ast_decl *d)
                                           "(move the body into `fn %s_impl(...)`)", v->str, fname, fname);
         return;
     }
-    lower_step_export(c, d, g->decl);
+    lw_step_export(c, d, g->decl);
 }
 
 ir_module *lower_file(arena *ar, const ast_file *file, lower_opts *opts)
@@ -1125,7 +1125,7 @@ ir_module *lower_file(arena *ar, const ast_file *file, lower_opts *opts)
                     v = VERR;
                 }
             } else {
-                v = const_expr(c, d->value);
+                v = lw_const_expr(c, d->value);
             }
             add_global(c, d, DECL_CONST, v, -1);
             break;
@@ -1158,7 +1158,7 @@ ir_module *lower_file(arena *ar, const ast_file *file, lower_opts *opts)
     for (int k = 0; k < file->ndecls; k++) {
         const ast_decl *d = file->decls[k];
         if (d->kind == DECL_FN && d->exported)
-            lower_export_fn(c, d);
+            lw_export_fn(c, d);
         else if (d->kind == DECL_EXPORT)
             lower_export_decl(c, d);
     }

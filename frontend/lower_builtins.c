@@ -8,7 +8,7 @@ static value emit_view(lower_ctx *c, ir_opcode op, int a, int n, const int64_t *
 {
     ir_proto p = {.op = op, .nin = 1, .in = &a, .nlist = n};
     memcpy(p.list, list, sizeof(int64_t) * (size_t)n);
-    return emit(c, &p);
+    return lw_emit(c, &p);
 }
 
 /* ------------------------------------------------------------------ type promotion */
@@ -100,7 +100,7 @@ static bool broadcast_shapes(lower_ctx *c, const value *vs, int n, int *rank, in
             int m = 0;
             for (int j = 0; j < n && m < 6; j++)
                 if (vs[j].k == V_TENSOR)
-                    shape_str(buf[m++], sizeof buf[0], node(c, vs[j].id));
+                    lw_shape_str(buf[m++], sizeof buf[0], node(c, vs[j].id));
             diag_error(c->loc, "shapes %s and %s cannot be broadcast: dimension %d is %lld in one and %lld in the other",
                        buf[0], m > 1 ? buf[1] : "?", d - t->rank, (long long)*s, (long long)ts);
             diag_note(c->loc, "broadcasting aligns shapes from the right; each dimension must match or be 1");
@@ -121,12 +121,12 @@ static bool unify(lower_ctx *c, value *vs, int n, ir_dtype dt, int *out_ids)
     for (int k = 0; k < n; k++) {
         value v = vs[k];
         if (v.k != V_TENSOR)
-            v = emit_const(c, num(v), dt);
+            v = lw_emit_const(c, num(v), dt);
         else
-            v = emit_cast(c, v.id, dt);
+            v = lw_emit_cast(c, v.id, dt);
         if (v.k == V_ERR)
             return false;
-        v = emit_expand(c, v.id, rank, shape);
+        v = lw_emit_expand(c, v.id, rank, shape);
         if (v.k == V_ERR)
             return false;
         out_ids[k] = v.id;
@@ -139,17 +139,17 @@ static bool expect_tensorish(lower_ctx *c, value v, const char *what)
     if (v.k == V_TENSOR || is_number(v))
         return true;
     if (v.k != V_ERR)
-        diag_error(c->loc, "%s must be a tensor or a number, got %s", what, vkind_name(v.k));
+        diag_error(c->loc, "%s must be a tensor or a number, got %s", what, lw_vkind_name(v.k));
     return false;
 }
 
-value to_tensor(lower_ctx *c, value v)
+value lw_to_tensor(lower_ctx *c, value v)
 {
     if (v.k == V_TENSOR || v.k == V_ERR)
         return v;
     if (is_number(v))
-        return emit_const(c, num(v), v.k == V_FLOAT ? DT_F32 : v.k == V_INT ? DT_I64 : DT_BOOL);
-    diag_error(c->loc, "expected a tensor, got %s", vkind_name(v.k));
+        return lw_emit_const(c, num(v), v.k == V_FLOAT ? DT_F32 : v.k == V_INT ? DT_I64 : DT_BOOL);
+    diag_error(c->loc, "expected a tensor, got %s", lw_vkind_name(v.k));
     return VERR;
 }
 
@@ -158,8 +158,8 @@ value to_tensor(lower_ctx *c, value v)
 /* Binds positional and keyword arguments to the signature's slots. Absent optional
  * arguments are V_NONE; `*rest` collects remaining positionals into a V_LIST (or takes
  * a single list argument as is, so `view(x, [2, 3])` equals `x.view(2, 3)`). */
-bool bind_args(lower_ctx *c, const char *fname, const char *sig, int npos, value *pos,
-               const ast_arg *kw, int nkw, const value *kwv, value *out)
+bool lw_bind_args(lower_ctx *c, const char *fname, const char *sig, int npos, value *pos,
+                  const ast_arg *kw, int nkw, const value *kwv, value *out)
 {
     char names[MAX_ARGS][24];
     bool optional[MAX_ARGS], vararg[MAX_ARGS], set[MAX_ARGS];
@@ -218,7 +218,7 @@ bool bind_args(lower_ctx *c, const char *fname, const char *sig, int npos, value
         if (s < 0) {
             diag_error(kw[j].loc, "%s() has no argument named '%s'", fname, kn);
             for (int t = 0; t < n; t++)
-                if (strlen(names[t]) > 1 && edit_distance(kn, names[t]) <= 2) {
+                if (strlen(names[t]) > 1 && lw_edit_distance(kn, names[t]) <= 2) {
                     diag_note(kw[j].loc, "did you mean '%s'?", names[t]);
                     break;
                 }
@@ -244,14 +244,14 @@ bool bind_args(lower_ctx *c, const char *fname, const char *sig, int npos, value
 
 /* ------------------------------------------------------------------ argument coercions */
 
-bool get_int(lower_ctx *c, value v, const char *what, int64_t *out)
+bool lw_get_int(lower_ctx *c, value v, const char *what, int64_t *out)
 {
     if (v.k == V_INT) {
         *out = v.i;
         return true;
     }
     if (v.k != V_ERR)
-        diag_error(c->loc, "%s must be a compile-time integer, got %s", what, vkind_name(v.k));
+        diag_error(c->loc, "%s must be a compile-time integer, got %s", what, lw_vkind_name(v.k));
     return false;
 }
 
@@ -262,7 +262,7 @@ static bool get_num(lower_ctx *c, value v, const char *what, double *out)
         return true;
     }
     if (v.k != V_ERR)
-        diag_error(c->loc, "%s must be a compile-time number, got %s", what, vkind_name(v.k));
+        diag_error(c->loc, "%s must be a compile-time number, got %s", what, lw_vkind_name(v.k));
     return false;
 }
 
@@ -277,7 +277,7 @@ static bool get_bool(lower_ctx *c, value v, bool dflt, bool *out)
         return true;
     }
     if (v.k != V_ERR)
-        diag_error(c->loc, "expected true or false, got %s", vkind_name(v.k));
+        diag_error(c->loc, "expected true or false, got %s", lw_vkind_name(v.k));
     return false;
 }
 
@@ -288,7 +288,7 @@ static bool get_tensor(lower_ctx *c, value v, const char *what, int *id)
         return true;
     }
     if (v.k != V_ERR)
-        diag_error(c->loc, "%s must be a tensor, got %s", what, vkind_name(v.k));
+        diag_error(c->loc, "%s must be a tensor, got %s", what, lw_vkind_name(v.k));
     return false;
 }
 
@@ -314,7 +314,7 @@ static bool get_shape(lower_ctx *c, value v, int *rank, int64_t *shape, bool all
     }
     if (v.k != V_LIST) {
         if (v.k != V_ERR)
-            diag_error(c->loc, "a shape must be a list of integers, got %s", vkind_name(v.k));
+            diag_error(c->loc, "a shape must be a list of integers, got %s", lw_vkind_name(v.k));
         return false;
     }
     if (v.n > IR_MAX_RANK) {
@@ -322,7 +322,7 @@ static bool get_shape(lower_ctx *c, value v, int *rank, int64_t *shape, bool all
         return false;
     }
     for (int d = 0; d < v.n; d++) {
-        if (!get_int(c, v.items[d], "a dimension", &shape[d]))
+        if (!lw_get_int(c, v.items[d], "a dimension", &shape[d]))
             return false;
         if (shape[d] < 0 && !(allow_infer && shape[d] == -1)) {
             diag_error(c->loc, "dimension %d is %lld; sizes must be >= 0%s", d, (long long)shape[d],
@@ -346,7 +346,7 @@ static bool get_axes(lower_ctx *c, value v, int rank, int *n, int64_t *axes)
         int cnt = v.k == V_LIST ? v.n : 1;
         for (int k = 0; k < cnt; k++) {
             int64_t ax;
-            if (!get_int(c, v.k == V_LIST ? v.items[k] : one, "an axis", &ax) || !wrap_axis(c, ax, rank, &ax))
+            if (!lw_get_int(c, v.k == V_LIST ? v.items[k] : one, "an axis", &ax) || !wrap_axis(c, ax, rank, &ax))
                 return false;
             if (rank == 0)
                 continue;
@@ -369,7 +369,7 @@ static bool get_axes(lower_ctx *c, value v, int rank, int *n, int64_t *axes)
 static value fold_binary(lower_ctx *c, ir_opcode op, value a, value b);
 
 /* a OP b with broadcasting and promotion; comparisons give bool; `/` is true division */
-value binary(lower_ctx *c, ir_opcode op, value a, value b)
+value lw_binary(lower_ctx *c, ir_opcode op, value a, value b)
 {
     if (!expect_tensorish(c, a, "the left operand") || !expect_tensorish(c, b, "the right operand"))
         return VERR;
@@ -404,7 +404,7 @@ value binary(lower_ctx *c, ir_opcode op, value a, value b)
     if (!unify(c, vs, 2, dt, ids))
         return VERR;
     ir_proto p = {.op = op, .nin = 2, .in = ids};
-    return emit(c, &p);
+    return lw_emit(c, &p);
 }
 
 /* compile-time arithmetic on literals and consts */
@@ -474,17 +474,17 @@ static value fold_binary(lower_ctx *c, ir_opcode op, value a, value b)
 }
 
 /* unary math: integer inputs of float-only ops promote to f32, like torch.exp(int) */
-value unary(lower_ctx *c, ir_opcode op, value x, const double *fattr, int64_t iattr)
+value lw_unary(lower_ctx *c, ir_opcode op, value x, const double *fattr, int64_t iattr)
 {
     if (!expect_tensorish(c, x, "the operand"))
         return VERR;
-    x = to_tensor(c, x);
+    x = lw_to_tensor(c, x);
     if (x.k == V_ERR)
         return VERR;
     ir_dtype dt = node(c, x.id)->dtype;
     unsigned fl = ir_ops[op].flags;
     if ((fl & OPF_FLOAT) && !ir_dtype_is_float(dt))
-        x = emit_cast(c, x.id, DT_F32);
+        x = lw_emit_cast(c, x.id, DT_F32);
     else if (op == OP_lnot && dt != DT_BOOL) {
         diag_error(c->loc, "'!' needs a bool operand, got %s; compare first (e.g. x != 0)", ir_dtype_name(dt));
         return VERR;
@@ -497,11 +497,11 @@ value unary(lower_ctx *c, ir_opcode op, value x, const double *fattr, int64_t ia
     ir_proto p = {.op = op, .nin = 1, .in = &x.id, .i = {iattr}};
     if (fattr)
         memcpy(p.f, fattr, sizeof p.f);
-    return emit(c, &p);
+    return lw_emit(c, &p);
 }
 
-static value bi_unary(lower_ctx *c, value *a, const builtin *b) { return unary(c, b->op, a[0], NULL, 0); }
-static value bi_binary(lower_ctx *c, value *a, const builtin *b) { return binary(c, b->op, a[0], a[1]); }
+static value bi_unary(lower_ctx *c, value *a, const builtin *b) { return lw_unary(c, b->op, a[0], NULL, 0); }
+static value bi_binary(lower_ctx *c, value *a, const builtin *b) { return lw_binary(c, b->op, a[0], a[1]); }
 
 static value bi_gelu(lower_ctx *c, value *a, const builtin *b)
 {
@@ -517,7 +517,7 @@ static value bi_gelu(lower_ctx *c, value *a, const builtin *b)
         diag_error(c->loc, "approximate must be \"none\" or \"tanh\"");
         return VERR;
     }
-    return unary(c, OP_gelu, a[0], NULL, tanh_form);
+    return lw_unary(c, OP_gelu, a[0], NULL, tanh_form);
 }
 
 static value bi_leaky_relu(lower_ctx *c, value *a, const builtin *b)
@@ -526,7 +526,7 @@ static value bi_leaky_relu(lower_ctx *c, value *a, const builtin *b)
     value s = a[1].k != V_NONE ? a[1] : a[2];
     if (s.k != V_NONE && !get_num(c, s, "slope", &f[0]))
         return VERR;
-    return unary(c, OP_leaky_relu, a[0], f, 0);
+    return lw_unary(c, OP_leaky_relu, a[0], f, 0);
 }
 
 static value bi_clamp(lower_ctx *c, value *a, const builtin *b)
@@ -540,15 +540,15 @@ static value bi_clamp(lower_ctx *c, value *a, const builtin *b)
         diag_error(c->loc, "clamp() needs at least one of lo and hi");
         return VERR;
     }
-    value x = to_tensor(c, a[0]);
+    value x = lw_to_tensor(c, a[0]);
     if (x.k == V_ERR)
         return VERR;
     /* torch: a float bound on an integer tensor gives a float result */
     if (!ir_dtype_is_float(node(c, x.id)->dtype) && (a[1].k == V_FLOAT || a[2].k == V_FLOAT))
-        x = emit_cast(c, x.id, DT_F32);
+        x = lw_emit_cast(c, x.id, DT_F32);
     if (x.k == V_ERR)
         return VERR;
-    return unary(c, OP_clamp, x, f, 0);
+    return lw_unary(c, OP_clamp, x, f, 0);
 }
 
 static value bi_where(lower_ctx *c, value *a, const builtin *b)
@@ -556,7 +556,7 @@ static value bi_where(lower_ctx *c, value *a, const builtin *b)
     if (!expect_tensorish(c, a[0], "the condition") || !expect_tensorish(c, a[1], "where's second argument") ||
         !expect_tensorish(c, a[2], "where's third argument"))
         return VERR;
-    value m = to_tensor(c, a[0]);
+    value m = lw_to_tensor(c, a[0]);
     if (m.k == V_ERR)
         return VERR;
     if (node(c, m.id)->dtype != DT_BOOL) {
@@ -572,13 +572,14 @@ static value bi_where(lower_ctx *c, value *a, const builtin *b)
     if (!broadcast_shapes(c, all, 3, &rank, shape))
         return VERR;
     for (int k = 0; k < 3; k++) {   /* the condition stays bool; the branches meet at dt */
-        value v = k == 0 ? m : all[k].k == V_TENSOR ? emit_cast(c, all[k].id, dt) : emit_const(c, num(all[k]), dt);
-        if (v.k == V_ERR || (v = emit_expand(c, v.id, rank, shape)).k == V_ERR)
+        value v = k == 0 ? m
+                  : all[k].k == V_TENSOR ? lw_emit_cast(c, all[k].id, dt) : lw_emit_const(c, num(all[k]), dt);
+        if (v.k == V_ERR || (v = lw_emit_expand(c, v.id, rank, shape)).k == V_ERR)
             return VERR;
         ids[k] = v.id;
     }
     ir_proto p = {.op = OP_where, .nin = 3, .in = ids};
-    return emit(c, &p);
+    return lw_emit(c, &p);
 }
 
 static value bi_masked_fill(lower_ctx *c, value *a, const builtin *b)
@@ -599,14 +600,14 @@ static value bi_masked_fill(lower_ctx *c, value *a, const builtin *b)
         diag_error(c->loc, "masked_fill's mask must broadcast to the input's shape");
         return VERR;
     }
-    return emit_cast(c, r.id, xn->dtype);
+    return lw_emit_cast(c, r.id, xn->dtype);
 }
 
 /* ------------------------------------------------------------------ reductions and nn */
 
 static value bi_reduce(lower_ctx *c, value *a, const builtin *b)
 {
-    value x = to_tensor(c, a[0]);
+    value x = lw_to_tensor(c, a[0]);
     if (x.k == V_ERR)
         return VERR;
     ir_node *xn = node(c, x.id);
@@ -630,25 +631,25 @@ static value bi_reduce(lower_ctx *c, value *a, const builtin *b)
     }
     if ((ir_ops[op].flags & OPF_FLOAT) && !ir_dtype_is_float(xn->dtype)) {
         if (op == OP_logsumexp) {
-            x = emit_cast(c, x.id, DT_F32);   /* torch.logsumexp promotes integers */
+            x = lw_emit_cast(c, x.id, DT_F32);   /* torch.logsumexp promotes integers */
         } else {
             diag_error(c->loc, "%s() needs a floating-point tensor, got %s; cast it first (x.to(f32))",
                        ir_ops[op].name, ir_dtype_name(xn->dtype));
             return VERR;
         }
     } else if (xn->dtype == DT_BOOL && (op == OP_argmax || op == OP_argmin)) {
-        x = emit_cast(c, x.id, DT_I64);
+        x = lw_emit_cast(c, x.id, DT_I64);
     }
     if (x.k == V_ERR)
         return VERR;
     ir_proto p = {.op = op, .nin = 1, .in = &x.id, .nlist = n, .i = {keep}};
     memcpy(p.list, axes, sizeof(int64_t) * (size_t)n);
-    return emit(c, &p);
+    return lw_emit(c, &p);
 }
 
 static bool float_input(lower_ctx *c, value *v, const char *fname)
 {
-    *v = to_tensor(c, *v);
+    *v = lw_to_tensor(c, *v);
     if (v->k == V_ERR)
         return false;
     ir_dtype dt = node(c, v->id)->dtype;
@@ -666,7 +667,7 @@ static value bi_softmax(lower_ctx *c, value *a, const builtin *b)
     if (!float_input(c, &x, b->name))
         return VERR;
     int64_t ax = -1;
-    if (a[1].k != V_NONE && !get_int(c, a[1], "axis", &ax))
+    if (a[1].k != V_NONE && !lw_get_int(c, a[1], "axis", &ax))
         return VERR;
     if (!wrap_axis(c, ax, node(c, x.id)->rank, &ax))
         return VERR;
@@ -675,7 +676,7 @@ static value bi_softmax(lower_ctx *c, value *a, const builtin *b)
         return VERR;
     }
     ir_proto p = {.op = b->op, .nin = 1, .in = &x.id, .i = {ax}};
-    return emit(c, &p);
+    return lw_emit(c, &p);
 }
 
 static value bi_cross_entropy(lower_ctx *c, value *a, const builtin *b)
@@ -686,8 +687,8 @@ static value bi_cross_entropy(lower_ctx *c, value *a, const builtin *b)
         return VERR;
     ir_node *xn = node(c, x.id), *yn = node(c, y);
     char sx[128], sy[128];
-    shape_str(sx, sizeof sx, xn);
-    shape_str(sy, sizeof sy, yn);
+    lw_shape_str(sx, sizeof sx, xn);
+    lw_shape_str(sy, sizeof sy, yn);
     if (!ir_dtype_is_int(yn->dtype)) {
         diag_error(c->loc, "cross_entropy() needs integer class labels (i32 or i64), got %s", sy);
         return VERR;
@@ -698,19 +699,19 @@ static value bi_cross_entropy(lower_ctx *c, value *a, const builtin *b)
     }
     int ids[2] = {x.id, y};
     ir_proto p = {.op = OP_cross_entropy, .nin = 2, .in = ids};
-    return emit(c, &p);
+    return lw_emit(c, &p);
 }
 
 static value bi_mse(lower_ctx *c, value *a, const builtin *b)
 {
-    value d = binary(c, OP_sub, a[0], a[1]);
+    value d = lw_binary(c, OP_sub, a[0], a[1]);
     if (d.k == V_ERR)
         return VERR;
     if (!ir_dtype_is_float(node(c, d.id)->dtype)) {
         diag_error(c->loc, "mse() needs floating-point tensors");
         return VERR;
     }
-    value sq = binary(c, OP_mul, d, d);
+    value sq = lw_binary(c, OP_mul, d, d);
     if (sq.k == V_ERR)
         return VERR;
     value r[3] = {sq, {.k = V_NONE}, {.k = V_NONE}};
@@ -737,18 +738,18 @@ static value bi_layer_norm(lower_ctx *c, value *a, const builtin *b)
         value w = a[k];
         if (w.k == V_NONE) {   /* no affine part: weight 1, bias 0 */
             ir_proto p = {.op = OP_full, .dtype = xn->dtype, .nlist = 1, .list = {d}, .f = {k == 1 ? 1.0 : 0.0}};
-            w = emit(c, &p);
+            w = lw_emit(c, &p);
         } else if (w.k == V_TENSOR) {
             ir_node *wn = node(c, w.id);
             if (wn->rank != 1 || wn->shape[0] != d) {
                 char sw[128], sx[128];
-                shape_str(sw, sizeof sw, wn);
-                shape_str(sx, sizeof sx, node(c, x.id));
+                lw_shape_str(sw, sizeof sw, wn);
+                lw_shape_str(sx, sizeof sx, node(c, x.id));
                 diag_error(c->loc, "layer_norm() %s must have shape [%lld] (the last dimension of x %s), got %s",
                            k == 1 ? "weight" : "bias", (long long)d, sx, sw);
                 return VERR;
             }
-            w = emit_cast(c, w.id, node(c, x.id)->dtype);
+            w = lw_emit_cast(c, w.id, node(c, x.id)->dtype);
         } else {
             diag_error(c->loc, "layer_norm() %s must be a tensor", k == 1 ? "weight" : "bias");
             return VERR;
@@ -758,14 +759,14 @@ static value bi_layer_norm(lower_ctx *c, value *a, const builtin *b)
         ids[k] = w.id;
     }
     ir_proto p = {.op = OP_layer_norm, .nin = 3, .in = ids, .f = {eps}};
-    return emit(c, &p);
+    return lw_emit(c, &p);
 }
 
 static value bi_one_hot(lower_ctx *c, value *a, const builtin *b)
 {
     int y;
     int64_t n;
-    if (!get_tensor(c, a[0], "labels", &y) || !get_int(c, a[1], "num_classes", &n))
+    if (!get_tensor(c, a[0], "labels", &y) || !lw_get_int(c, a[1], "num_classes", &n))
         return VERR;
     if (!ir_dtype_is_int(node(c, y)->dtype)) {
         diag_error(c->loc, "one_hot() needs integer labels, got %s", ir_dtype_name(node(c, y)->dtype));
@@ -776,22 +777,22 @@ static value bi_one_hot(lower_ctx *c, value *a, const builtin *b)
         return VERR;
     }
     ir_proto p = {.op = OP_one_hot, .nin = 1, .in = &y, .i = {n}};
-    return emit(c, &p);
+    return lw_emit(c, &p);
 }
 
 /* ------------------------------------------------------------------ matmul (torch.matmul's rules) */
 
-value matmul(lower_ctx *c, value a, value b)
+value lw_matmul(lower_ctx *c, value a, value b)
 {
     if (a.k != V_TENSOR || b.k != V_TENSOR) {
         if (a.k != V_ERR && b.k != V_ERR)
-            diag_error(c->loc, "'@' needs two tensors, got %s and %s", vkind_name(a.k), vkind_name(b.k));
+            diag_error(c->loc, "'@' needs two tensors, got %s and %s", lw_vkind_name(a.k), lw_vkind_name(b.k));
         return VERR;
     }
     ir_node *an = node(c, a.id), *bn = node(c, b.id);
     char sa[128], sb[128];
-    shape_str(sa, sizeof sa, an);
-    shape_str(sb, sizeof sb, bn);
+    lw_shape_str(sa, sizeof sa, an);
+    lw_shape_str(sb, sizeof sb, bn);
     if (an->rank == 0 || bn->rank == 0) {
         diag_error(c->loc, "'@' needs tensors of rank >= 1, got %s and %s; use '*' for scalars", sa, sb);
         return VERR;
@@ -809,19 +810,19 @@ value matmul(lower_ctx *c, value a, value b)
         diag_error(c->loc, "'@' of bool tensors is not supported; cast them first");
         return VERR;
     }
-    a = emit_cast(c, a.id, dt);
-    b = emit_cast(c, b.id, dt);
+    a = lw_emit_cast(c, a.id, dt);
+    b = lw_emit_cast(c, b.id, dt);
     if (a.k == V_ERR || b.k == V_ERR)
         return VERR;
     /* 1-D operands become [1, K] / [K, 1] and the extra dim is dropped afterwards */
     if (ra == 1) {
         ir_proto p = {.op = OP_unsqueeze, .nin = 1, .in = &a.id, .i = {0}};
-        if ((a = emit(c, &p)).k == V_ERR)
+        if ((a = lw_emit(c, &p)).k == V_ERR)
             return VERR;
     }
     if (rb == 1) {
         ir_proto p = {.op = OP_unsqueeze, .nin = 1, .in = &b.id, .i = {1}};
-        if ((b = emit(c, &p)).k == V_ERR)
+        if ((b = lw_emit(c, &p)).k == V_ERR)
             return VERR;
     }
     an = node(c, a.id);
@@ -848,15 +849,15 @@ value matmul(lower_ctx *c, value a, value b)
     sha[br + 1] = an->shape[an->rank - 1];
     shb[br] = bn->shape[bn->rank - 2];
     shb[br + 1] = bn->shape[bn->rank - 1];
-    a = emit_expand(c, a.id, br + 2, sha);
+    a = lw_emit_expand(c, a.id, br + 2, sha);
     if (a.k == V_ERR)
         return VERR;
-    b = emit_expand(c, b.id, br + 2, shb);
+    b = lw_emit_expand(c, b.id, br + 2, shb);
     if (b.k == V_ERR)
         return VERR;
     int ids[2] = {a.id, b.id};
     ir_proto p = {.op = OP_matmul, .nin = 2, .in = ids};
-    value r = emit(c, &p);
+    value r = lw_emit(c, &p);
     if (r.k != V_ERR && rb == 1) {
         int64_t ax = node(c, r.id)->rank - 1;
         r = emit_view(c, OP_squeeze, r.id, 1, &ax);
@@ -870,7 +871,7 @@ value matmul(lower_ctx *c, value a, value b)
 
 /* ------------------------------------------------------------------ views and copies */
 
-static value copy_of(lower_ctx *c, int x) { return emit1(c, OP_copy, x); }
+static value copy_of(lower_ctx *c, int x) { return lw_emit1(c, OP_copy, x); }
 
 /* view(x, shape) with one -1 inferred; strides by PyTorch's rule or a located error */
 static value do_view(lower_ctx *c, int x, value shp, bool reshape, const char *fname)
@@ -894,7 +895,7 @@ static value do_view(lower_ctx *c, int x, value shp, bool reshape, const char *f
     }
     int64_t numel = ir_numel(xn);
     char sx[128], sn[128];
-    shape_str(sx, sizeof sx, xn);
+    lw_shape_str(sx, sizeof sx, xn);
     if (infer >= 0) {
         if (known == 0 || numel % known) {
             ir_format_shape(sn, sizeof sn, rank, shape);
@@ -945,8 +946,8 @@ static value bi_flatten(lower_ctx *c, value *a, const builtin *b)
 {
     int x;
     int64_t s = 0, e = -1;
-    if (!get_tensor(c, a[0], "the input", &x) || (a[1].k != V_NONE && !get_int(c, a[1], "start_dim", &s)) ||
-        (a[2].k != V_NONE && !get_int(c, a[2], "end_dim", &e)))
+    if (!get_tensor(c, a[0], "the input", &x) || (a[1].k != V_NONE && !lw_get_int(c, a[1], "start_dim", &s)) ||
+        (a[2].k != V_NONE && !lw_get_int(c, a[2], "end_dim", &e)))
         return VERR;
     ir_node *xn = node(c, x);
     if (xn->rank == 0) {
@@ -986,7 +987,7 @@ static value bi_permute(lower_ctx *c, value *a, const builtin *b)
         return VERR;
     }
     for (int d = 0; d < r; d++)
-        if (!get_int(c, l.items[d], "a dim", &dims[d]) || !wrap_axis(c, dims[d], r, &dims[d]))
+        if (!lw_get_int(c, l.items[d], "a dim", &dims[d]) || !wrap_axis(c, dims[d], r, &dims[d]))
             return VERR;
     return emit_view(c, OP_permute, x, r, dims);
 }
@@ -1010,12 +1011,12 @@ static value bi_transpose(lower_ctx *c, value *a, const builtin *b)
 {
     int x;
     int64_t d0, d1;
-    if (!get_tensor(c, a[0], "the input", &x) || !get_int(c, a[1], "dim0", &d0) || !get_int(c, a[2], "dim1", &d1))
+    if (!get_tensor(c, a[0], "the input", &x) || !lw_get_int(c, a[1], "dim0", &d0) || !lw_get_int(c, a[2], "dim1", &d1))
         return VERR;
     return transpose_dims(c, x, d0, d1);
 }
 
-value reverse_dims(lower_ctx *c, int x)
+value lw_reverse_dims(lower_ctx *c, int x)
 {
     int r = node(c, x)->rank;
     if (r < 2)
@@ -1048,7 +1049,7 @@ static value bi_unsqueeze(lower_ctx *c, value *a, const builtin *b)
 {
     int x;
     int64_t ax;
-    if (!get_tensor(c, a[0], "the input", &x) || !get_int(c, a[1], "axis", &ax))
+    if (!get_tensor(c, a[0], "the input", &x) || !lw_get_int(c, a[1], "axis", &ax))
         return VERR;
     int r = node(c, x)->rank;
     if (ax < -(r + 1) || ax > r) {
@@ -1057,7 +1058,7 @@ static value bi_unsqueeze(lower_ctx *c, value *a, const builtin *b)
     }
     ax = ax < 0 ? ax + r + 1 : ax;
     ir_proto p = {.op = OP_unsqueeze, .nin = 1, .in = &x, .i = {ax}};
-    return emit(c, &p);
+    return lw_emit(c, &p);
 }
 
 static value bi_expand(lower_ctx *c, value *a, const builtin *b)
@@ -1068,7 +1069,7 @@ static value bi_expand(lower_ctx *c, value *a, const builtin *b)
         return VERR;
     ir_node *xn = node(c, x);
     char sx[128], sn[128];
-    shape_str(sx, sizeof sx, xn);
+    lw_shape_str(sx, sizeof sx, xn);
     if (rank < xn->rank) {
         ir_format_shape(sn, sizeof sn, rank, shape);
         diag_error(c->loc, "%s(): cannot expand %s to the smaller rank of %s", b->name, sx, sn);
@@ -1090,7 +1091,7 @@ static value bi_expand(lower_ctx *c, value *a, const builtin *b)
             return VERR;
         }
     }
-    return emit_expand(c, x, rank, shape);
+    return lw_emit_expand(c, x, rank, shape);
 }
 
 static value bi_contiguous(lower_ctx *c, value *a, const builtin *b)
@@ -1108,21 +1109,22 @@ static value bi_stop_gradient(lower_ctx *c, value *a, const builtin *b)
     int x;
     if (!get_tensor(c, a[0], "the input", &x))
         return VERR;
-    return emit1(c, OP_stop_gradient, x);
+    return lw_emit1(c, OP_stop_gradient, x);
 }
 
 static value bi_cast(lower_ctx *c, value *a, const builtin *b)
 {
-    value x = to_tensor(c, a[0]);
+    value x = lw_to_tensor(c, a[0]);
     if (x.k == V_ERR)
         return VERR;
     if (a[1].k != V_DTYPE) {
         if (a[1].k != V_ERR)
-            diag_error(c->loc, "%s() needs a dtype (f16 bf16 f32 f64 i32 i64 bool), got %s", b->name, vkind_name(a[1].k));
+            diag_error(c->loc, "%s() needs a dtype (f16 bf16 f32 f64 i32 i64 bool), got %s", b->name,
+                       lw_vkind_name(a[1].k));
         return VERR;
     }
     ir_proto p = {.op = OP_cast, .dtype = a[1].dt, .nin = 1, .in = &x.id};
-    return emit(c, &p);
+    return lw_emit(c, &p);
 }
 
 /* concat / stack: inputs promoted to one dtype; stack inserts the new axis by unsqueeze */
@@ -1138,11 +1140,11 @@ static value bi_concat(lower_ctx *c, value *a, const builtin *b)
     for (int k = 0; k < n; k++)
         if (vs[k].k != V_TENSOR) {
             if (vs[k].k != V_ERR)
-                diag_error(c->loc, "%s(): element %d is %s, not a tensor", b->name, k, vkind_name(vs[k].k));
+                diag_error(c->loc, "%s(): element %d is %s, not a tensor", b->name, k, lw_vkind_name(vs[k].k));
             return VERR;
         }
     int64_t ax = 0;
-    if (a[1].k != V_NONE && !get_int(c, a[1], "axis", &ax))
+    if (a[1].k != V_NONE && !lw_get_int(c, a[1], "axis", &ax))
         return VERR;
     ir_node *first = node(c, vs[0].id);
     bool stack = b->extra;
@@ -1151,10 +1153,10 @@ static value bi_concat(lower_ctx *c, value *a, const builtin *b)
     ir_dtype dt = promote_values(c, vs, n);
     int *ids = arena_alloc(c->ar, sizeof(int) * (size_t)n);
     char s0[128], sk[128];
-    shape_str(s0, sizeof s0, first);
+    lw_shape_str(s0, sizeof s0, first);
     for (int k = 0; k < n; k++) {
         ir_node *t = node(c, vs[k].id);
-        shape_str(sk, sizeof sk, t);
+        lw_shape_str(sk, sizeof sk, t);
         bool ok = t->rank == first->rank && (stack || t->rank > 0);
         for (int d = 0; ok && d < t->rank; d++)
             ok = t->shape[d] == first->shape[d] || (!stack && d == ax);
@@ -1163,20 +1165,20 @@ static value bi_concat(lower_ctx *c, value *a, const builtin *b)
                        stack ? "stack needs equal shapes" : "all dimensions but the axis must match");
             return VERR;
         }
-        value v = emit_cast(c, vs[k].id, dt);
+        value v = lw_emit_cast(c, vs[k].id, dt);
         if (v.k != V_ERR && stack) {
             ir_proto p = {.op = OP_unsqueeze, .nin = 1, .in = &v.id, .i = {ax}};
-            v = emit(c, &p);
+            v = lw_emit(c, &p);
         }
         if (v.k == V_ERR)
             return VERR;
         ids[k] = v.id;
     }
     ir_proto p = {.op = OP_concat, .nin = n, .in = ids, .i = {ax}};
-    return emit(c, &p);
+    return lw_emit(c, &p);
 }
 
-value index_along(lower_ctx *c, int x, int64_t ax, value idx, ir_opcode op, const char *fname)
+value lw_index_along(lower_ctx *c, int x, int64_t ax, value idx, ir_opcode op, const char *fname)
 {
     int id;
     if (!get_tensor(c, idx, "the index", &id))
@@ -1200,8 +1202,8 @@ value index_along(lower_ctx *c, int x, int64_t ax, value idx, ir_opcode op, cons
     if (op == OP_gather) {
         ir_node *xn = node(c, x);
         char sx[128], si[128];
-        shape_str(sx, sizeof sx, xn);
-        shape_str(si, sizeof si, in);
+        lw_shape_str(sx, sizeof sx, xn);
+        lw_shape_str(si, sizeof si, in);
         bool ok = xn->rank == in->rank;
         for (int d = 0; ok && d < xn->rank; d++)
             ok = d == ax || in->shape[d] <= xn->shape[d];
@@ -1213,20 +1215,20 @@ value index_along(lower_ctx *c, int x, int64_t ax, value idx, ir_opcode op, cons
     }
     int ids[2] = {x, id};
     ir_proto p = {.op = op, .nin = 2, .in = ids, .i = {ax}};
-    return emit(c, &p);
+    return lw_emit(c, &p);
 }
 
 static value bi_index_select(lower_ctx *c, value *a, const builtin *b)
 {
     int x;
     int64_t ax;
-    if (!get_tensor(c, a[0], "the input", &x) || !get_int(c, a[1], "axis", &ax))
+    if (!get_tensor(c, a[0], "the input", &x) || !lw_get_int(c, a[1], "axis", &ax))
         return VERR;
     if (b->op == OP_index && a[2].k == V_TENSOR && node(c, a[2].id)->rank != 1) {
         diag_error(c->loc, "index_select() needs a 1-D index; use x[idx] for other shapes");
         return VERR;
     }
-    return index_along(c, x, ax, a[2], b->op, b->name);
+    return lw_index_along(c, x, ax, a[2], b->op, b->name);
 }
 
 /* ------------------------------------------------------------------ creation */
@@ -1242,7 +1244,7 @@ static bool get_dtype(lower_ctx *c, value v, ir_dtype dflt, ir_dtype *out)
         return true;
     }
     if (v.k != V_ERR)
-        diag_error(c->loc, "dtype must be one of f16 bf16 f32 f64 i32 i64 bool, got %s", vkind_name(v.k));
+        diag_error(c->loc, "dtype must be one of f16 bf16 f32 f64 i32 i64 bool, got %s", lw_vkind_name(v.k));
     return false;
 }
 
@@ -1266,17 +1268,17 @@ static value bi_full(lower_ctx *c, value *a, const builtin *b)
         return VERR;
     ir_proto p = {.op = OP_full, .dtype = dt, .nlist = rank, .f = {v}};
     memcpy(p.list, shape, sizeof(int64_t) * (size_t)rank);
-    return emit(c, &p);
+    return lw_emit(c, &p);
 }
 
 static value bi_arange(lower_ctx *c, value *a, const builtin *b)
 {
     int64_t start = 0, stop, step = 1;
     if (a[1].k == V_NONE) {
-        if (!get_int(c, a[0], "arange's end", &stop))
+        if (!lw_get_int(c, a[0], "arange's end", &stop))
             return VERR;
-    } else if (!get_int(c, a[0], "arange's start", &start) || !get_int(c, a[1], "arange's end", &stop) ||
-               (a[2].k != V_NONE && !get_int(c, a[2], "arange's step", &step)))
+    } else if (!lw_get_int(c, a[0], "arange's start", &start) || !lw_get_int(c, a[1], "arange's end", &stop) ||
+               (a[2].k != V_NONE && !lw_get_int(c, a[2], "arange's step", &step)))
         return VERR;
     if (step == 0) {
         diag_error(c->loc, "arange(): step must be nonzero");
@@ -1286,26 +1288,26 @@ static value bi_arange(lower_ctx *c, value *a, const builtin *b)
     if (!get_dtype(c, a[3], DT_I64, &dt))
         return VERR;
     ir_proto p = {.op = OP_arange, .dtype = dt, .i = {start, step, stop}};
-    return emit(c, &p);
+    return lw_emit(c, &p);
 }
 
 static value bi_eye(lower_ctx *c, value *a, const builtin *b)
 {
     int64_t n;
     ir_dtype dt;
-    if (!get_int(c, a[0], "eye's size", &n) || !get_dtype(c, a[1], DT_F32, &dt))
+    if (!lw_get_int(c, a[0], "eye's size", &n) || !get_dtype(c, a[1], DT_F32, &dt))
         return VERR;
     if (n < 0) {
         diag_error(c->loc, "eye(): size must be >= 0, got %lld", (long long)n);
         return VERR;
     }
     ir_proto p = {.op = OP_eye, .dtype = dt, .i = {n}};
-    return emit(c, &p);
+    return lw_emit(c, &p);
 }
 
 /* ------------------------------------------------------------------ the builtin table */
 
-value bi_size(lower_ctx *c, value *a, const builtin *b)
+value lw_bi_size(lower_ctx *c, value *a, const builtin *b)
 {
     int x;
     if (!get_tensor(c, a[0], "the input", &x))
@@ -1322,12 +1324,12 @@ value bi_size(lower_ctx *c, value *a, const builtin *b)
         return l;
     }
     int64_t ax;
-    if (!get_int(c, a[1], "axis", &ax) || !wrap_axis(c, ax, xn->rank, &ax))
+    if (!lw_get_int(c, a[1], "axis", &ax) || !wrap_axis(c, ax, xn->rank, &ax))
         return VERR;
     return vint(xn->rank ? xn->shape[ax] : 1);
 }
 
-const builtin builtins[] = {
+const builtin lw_builtins[] = {
     /* unary math */
     {"neg", "x", bi_unary, OP_neg, 0},           {"abs", "x", bi_unary, OP_abs, 0},
     {"sign", "x", bi_unary, OP_sign, 0},         {"exp", "x", bi_unary, OP_exp, 0},
@@ -1386,14 +1388,14 @@ const builtin builtins[] = {
     {"arange", "start, end=, step=, dtype=", bi_arange, OP_arange, 0},
     {"eye", "n, dtype=", bi_eye, OP_eye, 0},
     /* introspection (compile-time integers) */
-    {"size", "x, axis=", bi_size, OP_COUNT, 0}, {"numel", "x", bi_size, OP_COUNT, 1},
+    {"size", "x, axis=", lw_bi_size, OP_COUNT, 0}, {"numel", "x", lw_bi_size, OP_COUNT, 1},
 };
-const size_t nbuiltins = sizeof builtins / sizeof *builtins;
+const size_t lw_nbuiltins = sizeof lw_builtins / sizeof *lw_builtins;
 
-const builtin *find_builtin(const char *name)
+const builtin *lw_find_builtin(const char *name)
 {
-    for (size_t k = 0; k < sizeof builtins / sizeof *builtins; k++)
-        if (strcmp(builtins[k].name, name) == 0)
-            return &builtins[k];
+    for (size_t k = 0; k < sizeof lw_builtins / sizeof *lw_builtins; k++)
+        if (strcmp(lw_builtins[k].name, name) == 0)
+            return &lw_builtins[k];
     return NULL;
 }

@@ -33,14 +33,14 @@ static void keep_value(lower_ctx *c, value v, int **keep, int *n, int *cap)
 }
 
 /* Records the region of an inlined call of fn (a helper with a custom gradient). */
-value record_custom(lower_ctx *c, const ast_decl *fn, value r, const value *args, int first, binding *inner,
-                    src_loc call_loc)
+value lw_record_custom(lower_ctx *c, const ast_decl *fn, value r, const value *args, int first, binding *inner,
+                       src_loc call_loc)
 {
     if (is_number(r) || (r.k == V_TENSOR && !ir_dtype_is_float(node(c, r.id)->dtype)))
         return r;   /* carries no gradient: nothing to record */
     if (r.k != V_TENSOR) {
         diag_error(call_loc, "'%s' has a custom gradient, so it must return one tensor, got %s", fn->name,
-                   vkind_name(r.k));
+                   lw_vkind_name(r.k));
         diag_note(fn->grad_loc, "the custom gradient is here");
         return VERR;
     }
@@ -52,7 +52,7 @@ value record_custom(lower_ctx *c, const ast_decl *fn, value r, const value *args
     if (r.id < first || node(c, r.id)->op == OP_param) {   /* `return x`, `return W`: a node of its own */
         src_loc saved = c->loc;
         c->loc = call_loc;
-        r = emit1(c, OP_copy, r.id);
+        r = lw_emit1(c, OP_copy, r.id);
         c->loc = saved;
         if (r.k == V_ERR)
             return VERR;
@@ -139,12 +139,12 @@ static int emit_custom_grad(void *ctx, const ir_func *src, ir_func *dst, const p
     for (int k = nb - 1; k >= 0; k--) {
         value v = bs[k]->v;
         if (remap_value(c, &v, map))
-            bind_quiet(c, bs[k]->name, v);
+            lw_bind_quiet(c, bs[k]->name, v);
     }
-    bind_quiet(c, fn->grad_params[0].name, vtensor(dy));
+    lw_bind_quiet(c, fn->grad_params[0].name, vtensor(dy));
     c->depth = 0;   /* the block may call fn itself: not a recursion */
     exec_state st = {0};
-    exec_block(c, fn->grad_body, fn->ngrad_body, &st);
+    lw_exec_block(c, fn->grad_body, fn->ngrad_body, &st);
     if (diag_error_count() == errors && !st.returned) {
         diag_error(fn->grad_loc, "the custom gradient of '%s' ends without a return", fn->name);
         ok = false;
@@ -163,21 +163,21 @@ static int emit_custom_grad(void *ctx, const ir_func *src, ir_func *dst, const p
             continue;   /* no gradient: zeros; a number argument carries none */
         const ir_node *an = &src->nodes[a];
         char want[160], got[160];
-        type_str(want, sizeof want, an->dtype, an->rank, an->shape);
+        lw_type_str(want, sizeof want, an->dtype, an->rank, an->shape);
         if (is_number(v)) {
             c->loc = st.ret_loc;
-            v = to_tensor(c, v);
+            v = lw_to_tensor(c, v);
         }
         if (v.k != V_TENSOR) {
             diag_error(st.ret_loc, "cotangent %d of the custom gradient of '%s' (for argument '%s') should be a tensor "
-                                   "%s or none, got %s", k, fn->name, fn->params[k].name, want, vkind_name(v.k));
+                                   "%s or none, got %s", k, fn->name, fn->params[k].name, want, lw_vkind_name(v.k));
             ok = false;
             break;
         }
         const ir_node *g = &dst->nodes[v.id];
         if (g->dtype != an->dtype || g->rank != an->rank ||
             memcmp(g->shape, an->shape, sizeof(int64_t) * (size_t)an->rank) != 0) {
-            type_str(got, sizeof got, g->dtype, g->rank, g->shape);
+            lw_type_str(got, sizeof got, g->dtype, g->rank, g->shape);
             diag_error(st.ret_loc, "cotangent %d of the custom gradient of '%s' is %s, but argument '%s' is %s: they "
                                    "must match", k, fn->name, got, fn->params[k].name, want);
             ok = false;
@@ -208,18 +208,18 @@ static void suggest_wrt(lower_ctx *c, const ast_decl *fn, const char *name, src_
     const char *best = NULL;
     int bd = 3;
     for (int k = 0; k < fn->nparams; k++)
-        if (edit_distance(name, fn->params[k].name) < bd)
-            bd = edit_distance(name, fn->params[k].name), best = fn->params[k].name;
+        if (lw_edit_distance(name, fn->params[k].name) < bd)
+            bd = lw_edit_distance(name, fn->params[k].name), best = fn->params[k].name;
     for (int k = 0; k < c->mod->nparams; k++)
-        if (edit_distance(name, c->mod->params[k].name) < bd)
-            bd = edit_distance(name, c->mod->params[k].name), best = c->mod->params[k].name;
+        if (lw_edit_distance(name, c->mod->params[k].name) < bd)
+            bd = lw_edit_distance(name, c->mod->params[k].name), best = c->mod->params[k].name;
     if (best)
         diag_note(loc, "did you mean '%s'?", best);
 }
 
 /* `export g = grad(F[, wrt=[...]])`: F's body lowered into a scratch function, differentiated
  * by pass_autodiff into the export g, the scratch function dropped. */
-void lower_grad_export(lower_ctx *c, const ast_decl *d, const ast_decl *fn)
+void lw_grad_export(lower_ctx *c, const ast_decl *d, const ast_decl *fn)
 {
     const ast_expr *v = d->value;
     const ast_expr *wrtl = NULL;
@@ -262,7 +262,7 @@ void lower_grad_export(lower_ctx *c, const ast_decl *d, const ast_decl *fn)
             for (int j = 0; j < fn->nparams; j++)
                 if (strcmp(fn->params[j].name, e->str) == 0)
                     w.index = j;
-            global *g = w.index < 0 ? find_global(c, e->str) : NULL;
+            global *g = w.index < 0 ? lw_find_global(c, e->str) : NULL;
             if (g && g->kind == DECL_PARAM)
                 w = (pass_wrt){.is_param = true, .index = g->param_index};
             if (w.index < 0) {
@@ -299,15 +299,15 @@ void lower_grad_export(lower_ctx *c, const ast_decl *d, const ast_decl *fn)
     }
     if (!ok)
         return;
-    differentiate(c, d, fn, nwrt, wrt, wname, wloc);
+    lw_differentiate(c, d, fn, nwrt, wrt, wname, wloc);
 }
 
 /* The part of grad(F, wrt) that sgd/adam/adamw share: F's body lowered into a scratch
  * function, checked (typed arguments, float wrt entries, a scalar float result),
  * differentiated by pass_autodiff into the function d->name, the scratch dropped.
  * Returns the new function (F's value, then one gradient per wrt entry) or NULL. */
-ir_func *differentiate(lower_ctx *c, const ast_decl *d, const ast_decl *fn, int nwrt, const pass_wrt *wrt,
-                       const char *const *wname, const src_loc *wloc)
+ir_func *lw_differentiate(lower_ctx *c, const ast_decl *d, const ast_decl *fn, int nwrt, const pass_wrt *wrt,
+                          const char *const *wname, const src_loc *wloc)
 {
     const ast_expr *v = d->value;
     bool ok = true;
@@ -327,7 +327,7 @@ ir_func *differentiate(lower_ctx *c, const ast_decl *d, const ast_decl *fn, int 
     c->in_custom = 0;
     c->ncheckpoints = 0;
     c->in_checkpoint = 0;
-    lower_export_fn(c, fn);
+    lw_export_fn(c, fn);
     c->grad_export = NULL;
     int ncustom = c->ncustom;
     const pass_custom *customs = c->customs;
@@ -356,7 +356,7 @@ ir_func *differentiate(lower_ctx *c, const ast_decl *d, const ast_decl *fn, int 
     if (!r || r->rank != 0 || !ir_dtype_is_float(r->dtype)) {
         char ts[160] = "several values";
         if (r)
-            type_str(ts, sizeof ts, r->dtype, r->rank, r->shape);
+            lw_type_str(ts, sizeof ts, r->dtype, r->rank, r->shape);
         if (r && r->rank == 0)
             diag_error(v->loc, "%s(%s) needs a floating-point scalar result; %s returns %s: cast it with %s.to(f32)",
                        v->str, fn->name, fn->name, ts, fn->name);

@@ -6,7 +6,7 @@
  *   lower_builtins.c  the builtin table: argument binding, dtype promotion and broadcasting,
  *                     and each builtin (math, reductions, nn, matmul, views, creation)
  *   lower_grad.c      grad exports: custom-gradient regions recorded while lowering, their
- *                     blocks lowered for pass_autodiff, differentiate()
+ *                     blocks lowered for pass_autodiff, lw_differentiate()
  *   lower_step.c      training-step exports: sgd/adam/adamw options and update rules as IR
  *
  * Everything here works on a lower_ctx; user errors go through diag at c->loc. */
@@ -117,51 +117,51 @@ static inline bool is_number(value v) { return v.k == V_INT || v.k == V_FLOAT ||
 static inline double num(value v) { return v.k == V_FLOAT ? v.f : (double)v.i; }
 
 /* ---- lower.c: values, emit helpers, names, statements, types, exported fns ---- */
-const char *vkind_name(vkind k);                          /* "a tensor", "an integer", ... */
-void shape_str(char *buf, size_t n, const ir_node *t);     /* "f32[2, 3]" */
-void type_str(char *buf, size_t len, ir_dtype dt, int rank, const int64_t *shape);
+const char *lw_vkind_name(vkind k);                          /* "a tensor", "an integer", ... */
+void lw_shape_str(char *buf, size_t n, const ir_node *t);     /* "f32[2, 3]" */
+void lw_type_str(char *buf, size_t len, ir_dtype dt, int rank, const int64_t *shape);
 /* Appends a node at the current location; a shape-rule failure is a user error here. */
-value emit(lower_ctx *c, ir_proto *p);
-value emit1(lower_ctx *c, ir_opcode op, int a);
-value emit_cast(lower_ctx *c, int a, ir_dtype dt);        /* a itself when already dt */
-value emit_expand(lower_ctx *c, int a, int rank, const int64_t *shape);   /* a itself when same shape */
-value emit_const(lower_ctx *c, double v, ir_dtype dt);
-int edit_distance(const char *a, const char *b);          /* for did-you-mean notes */
-global *find_global(lower_ctx *c, const char *name);
-value param_value(lower_ctx *c, global *g);               /* the param's node in c->fn, made once */
-void bind_quiet(lower_ctx *c, const char *name, value v); /* binds without naming the node */
-void exec_block(lower_ctx *c, ast_stmt **body, int n, exec_state *st);
-value const_expr(lower_ctx *c, const ast_expr *e);        /* consts, literals, + - * / % ** */
-void lower_export_fn(lower_ctx *c, const ast_decl *d);
+value lw_emit(lower_ctx *c, ir_proto *p);
+value lw_emit1(lower_ctx *c, ir_opcode op, int a);
+value lw_emit_cast(lower_ctx *c, int a, ir_dtype dt);        /* a itself when already dt */
+value lw_emit_expand(lower_ctx *c, int a, int rank, const int64_t *shape);   /* a itself when same shape */
+value lw_emit_const(lower_ctx *c, double v, ir_dtype dt);
+int lw_edit_distance(const char *a, const char *b);          /* for did-you-mean notes */
+global *lw_find_global(lower_ctx *c, const char *name);
+value lw_param_value(lower_ctx *c, global *g);               /* the param's node in c->fn, made once */
+void lw_bind_quiet(lower_ctx *c, const char *name, value v); /* binds without naming the node */
+void lw_exec_block(lower_ctx *c, ast_stmt **body, int n, exec_state *st);
+value lw_const_expr(lower_ctx *c, const ast_expr *e);        /* consts, literals, + - * / % ** */
+void lw_export_fn(lower_ctx *c, const ast_decl *d);
 
 /* ---- lower_builtins.c ---- */
-extern const builtin builtins[];
-extern const size_t nbuiltins;
-const builtin *find_builtin(const char *name);
-bool bind_args(lower_ctx *c, const char *fname, const char *sig, int npos, value *pos, const ast_arg *kw, int nkw,
-               const value *kwv, value *out);
-bool get_int(lower_ctx *c, value v, const char *what, int64_t *out);
-value to_tensor(lower_ctx *c, value v);                   /* numbers become rank-0 tensors */
-value binary(lower_ctx *c, ir_opcode op, value a, value b);
-value unary(lower_ctx *c, ir_opcode op, value x, const double *fattr, int64_t iattr);
-value matmul(lower_ctx *c, value a, value b);
-value reverse_dims(lower_ctx *c, int x);                  /* x.T */
-value index_along(lower_ctx *c, int x, int64_t ax, value idx, ir_opcode op, const char *fname);
-value bi_size(lower_ctx *c, value *a, const builtin *b);
+extern const builtin lw_builtins[];
+extern const size_t lw_nbuiltins;
+const builtin *lw_find_builtin(const char *name);
+bool lw_bind_args(lower_ctx *c, const char *fname, const char *sig, int npos, value *pos, const ast_arg *kw, int nkw,
+                  const value *kwv, value *out);
+bool lw_get_int(lower_ctx *c, value v, const char *what, int64_t *out);
+value lw_to_tensor(lower_ctx *c, value v);                   /* numbers become rank-0 tensors */
+value lw_binary(lower_ctx *c, ir_opcode op, value a, value b);
+value lw_unary(lower_ctx *c, ir_opcode op, value x, const double *fattr, int64_t iattr);
+value lw_matmul(lower_ctx *c, value a, value b);
+value lw_reverse_dims(lower_ctx *c, int x);                  /* x.T */
+value lw_index_along(lower_ctx *c, int x, int64_t ax, value idx, ir_opcode op, const char *fname);
+value lw_bi_size(lower_ctx *c, value *a, const builtin *b);
 
 /* ---- lower_grad.c ---- */
 /* Records the region of an inlined call of fn (a helper with a custom gradient). */
-value record_custom(lower_ctx *c, const ast_decl *fn, value r, const value *args, int first, binding *inner,
-                    src_loc call_loc);
+value lw_record_custom(lower_ctx *c, const ast_decl *fn, value r, const value *args, int first, binding *inner,
+                       src_loc call_loc);
 /* `export g = grad(F[, wrt=[...]])` */
-void lower_grad_export(lower_ctx *c, const ast_decl *d, const ast_decl *fn);
+void lw_grad_export(lower_ctx *c, const ast_decl *d, const ast_decl *fn);
 /* F's body lowered and differentiated into the function d->name (F's value, then one
  * gradient per wrt entry); NULL after an error. */
-ir_func *differentiate(lower_ctx *c, const ast_decl *d, const ast_decl *fn, int nwrt, const pass_wrt *wrt,
-                       const char *const *wname, const src_loc *wloc);
+ir_func *lw_differentiate(lower_ctx *c, const ast_decl *d, const ast_decl *fn, int nwrt, const pass_wrt *wrt,
+                          const char *const *wname, const src_loc *wloc);
 
 /* ---- lower_step.c ---- */
 /* `export step = sgd|adam|adamw(F, ...)` */
-void lower_step_export(lower_ctx *c, const ast_decl *d, const ast_decl *fn);
+void lw_step_export(lower_ctx *c, const ast_decl *d, const ast_decl *fn);
 
 #endif

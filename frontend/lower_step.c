@@ -27,7 +27,7 @@ typedef struct step_ctx {
 static int sval(value v) { return v.k == V_TENSOR ? v.id : -1; }
 
 /* A rank-0 constant of dtype dt. */
-static int sconst(step_ctx *S, double v, ir_dtype dt) { return sval(emit_const(S->c, v, dt)); }
+static int sconst(step_ctx *S, double v, ir_dtype dt) { return sval(lw_emit_const(S->c, v, dt)); }
 
 /* op(a, b), a rank-0 operand expanded to the other's shape (both of one dtype). */
 static int sbin(step_ctx *S, ir_opcode op, int a, int b)
@@ -36,17 +36,17 @@ static int sbin(step_ctx *S, ir_opcode op, int a, int b)
         return -1;
     const ir_node *na = node(S->c, a), *nb = node(S->c, b);
     if (na->rank == 0 && nb->rank > 0)
-        a = sval(emit_expand(S->c, a, nb->rank, nb->shape));
+        a = sval(lw_emit_expand(S->c, a, nb->rank, nb->shape));
     else if (nb->rank == 0 && na->rank > 0)
-        b = sval(emit_expand(S->c, b, na->rank, na->shape));
+        b = sval(lw_emit_expand(S->c, b, na->rank, na->shape));
     if (a < 0 || b < 0)
         return -1;
     int in[2] = {a, b};
     ir_proto p = {.op = op, .nin = 2, .in = in};
-    return sval(emit(S->c, &p));
+    return sval(lw_emit(S->c, &p));
 }
 
-static int sun(step_ctx *S, ir_opcode op, int a) { return a < 0 ? -1 : sval(emit1(S->c, op, a)); }
+static int sun(step_ctx *S, ir_opcode op, int a) { return a < 0 ? -1 : sval(lw_emit1(S->c, op, a)); }
 
 /* With accumulate=N: the new value only on the calls that apply the update, else the old. */
 static int gated(step_ctx *S, int upd, int old)
@@ -54,12 +54,12 @@ static int gated(step_ctx *S, int upd, int old)
     if (S->apply < 0 || upd < 0 || old < 0)
         return upd;
     const ir_node *n = node(S->c, upd);
-    int cond = n->rank ? sval(emit_expand(S->c, S->apply, n->rank, n->shape)) : S->apply;
+    int cond = n->rank ? sval(lw_emit_expand(S->c, S->apply, n->rank, n->shape)) : S->apply;
     if (cond < 0)
         return -1;
     int in[3] = {cond, upd, old};
     ir_proto p = {.op = OP_where, .nin = 3, .in = in};
-    return sval(emit(S->c, &p));
+    return sval(lw_emit(S->c, &p));
 }
 
 /* A new module state `<export>.<param>.<what>` (zeros at create) and its `state` leaf. */
@@ -73,7 +73,7 @@ static int new_state(step_ctx *S, const char *pname, const char *what, ir_dtype 
     st.name = pname ? arena_printf(c->ar, "%s.%s.%s", S->d->name, pname, what) : arena_printf(c->ar, "%s.%s", S->d->name, what);
     *index = ir_add_state(c->mod, &st);
     ir_proto p = {.op = OP_state, .i = {*index}, .name = st.name};
-    return sval(emit(c, &p));
+    return sval(lw_emit(c, &p));
 }
 
 static void name_node(step_ctx *S, int id, const char *fmt, const char *a, const char *b)
@@ -118,8 +118,9 @@ static bool step_options(lower_ctx *c, const ast_expr *v, opt_kind kind, double 
                 const char *best = NULL;
                 int bd = 3;
                 for (int j = 0; opt_order[kind][j] >= 0; j++)
-                    if (edit_distance(a->name, opt_names[opt_order[kind][j]]) < bd)
-                        bd = edit_distance(a->name, opt_names[opt_order[kind][j]]), best = opt_names[opt_order[kind][j]];
+                    if (lw_edit_distance(a->name, opt_names[opt_order[kind][j]]) < bd)
+                        bd = lw_edit_distance(a->name, opt_names[opt_order[kind][j]]),
+                        best = opt_names[opt_order[kind][j]];
                 if (best)
                     diag_note(a->loc, "did you mean '%s'?", best);
                 else {
@@ -149,7 +150,7 @@ static bool step_options(lower_ctx *c, const ast_expr *v, opt_kind kind, double 
             *params = a->value;
             continue;
         }
-        value x = const_expr(c, a->value);
+        value x = lw_const_expr(c, a->value);
         if (x.k == V_ERR) {
             ok = false;
             continue;
@@ -230,7 +231,7 @@ static int step_params(lower_ctx *c, const ast_expr *v, const ast_decl *fn, cons
     bool ok = true;
     for (int k = 0; k < cnt; k++) {
         const ast_expr *e = items[k];
-        global *g = e->kind == AST_NAME ? find_global(c, e->str) : NULL;
+        global *g = e->kind == AST_NAME ? lw_find_global(c, e->str) : NULL;
         if (!g || g->kind != DECL_PARAM) {
             if (e->kind == AST_NAME)
                 diag_error(e->loc, "params= names params to train; '%s' is not a param", e->str);
@@ -240,8 +241,8 @@ static int step_params(lower_ctx *c, const ast_expr *v, const ast_decl *fn, cons
                 const char *best = NULL;
                 int bd = 3;
                 for (int j = 0; j < c->mod->nparams; j++)
-                    if (edit_distance(e->str, c->mod->params[j].name) < bd)
-                        bd = edit_distance(e->str, c->mod->params[j].name), best = c->mod->params[j].name;
+                    if (lw_edit_distance(e->str, c->mod->params[j].name) < bd)
+                        bd = lw_edit_distance(e->str, c->mod->params[j].name), best = c->mod->params[j].name;
                 if (best)
                     diag_note(e->loc, "did you mean '%s'?", best);
             }
@@ -263,7 +264,7 @@ static int step_params(lower_ctx *c, const ast_expr *v, const ast_decl *fn, cons
 /* `export step = sgd|adam|adamw(F, ...)`: the gradient function of F by its params
  * (pass_autodiff), then the update rules of torch.optim (docs/training.md) as IR: F's
  * value is the one result; the new params and optimizer states are update outputs. */
-void lower_step_export(lower_ctx *c, const ast_decl *d, const ast_decl *fn)
+void lw_step_export(lower_ctx *c, const ast_decl *d, const ast_decl *fn)
 {
     const ast_expr *v = d->value;
     opt_kind kind = strcmp(v->str, "sgd") == 0 ? OPT_SGD : strcmp(v->str, "adam") == 0 ? OPT_ADAM : OPT_ADAMW;
@@ -278,7 +279,7 @@ void lower_step_export(lower_ctx *c, const ast_decl *d, const ast_decl *fn)
     int np = step_params(c, v, fn, plist, wrt, wname, wloc);
     if (np == 0)
         return;
-    ir_func *G = differentiate(c, d, fn, np, wrt, wname, wloc);
+    ir_func *G = lw_differentiate(c, d, fn, np, wrt, wname, wloc);
     if (!G)
         return;
     /* G returns F's value, then one gradient per param: keep them, rebuild the outputs */
@@ -311,7 +312,7 @@ void lower_step_export(lower_ctx *c, const ast_decl *d, const ast_decl *fn)
         name_node(&S, S.apply, "%s.apply%s", d->name, "");
         int in[3] = {S.apply, sconst(&S, 0, DT_I64), c1};
         ir_proto w = {.op = OP_where, .nin = 3, .in = in, .name = arena_printf(c->ar, "%s.calls", d->name)};
-        PUSH_STATE(idx, sval(emit(c, &w)));
+        PUSH_STATE(idx, sval(lw_emit(c, &w)));
     }
     /* Adam's step count and bias corrections, as f64 scalars like torch's Python floats */
     int neg_step_size = -1, bc2_sqrt = -1, t_idx = -1, t_new = -1;
@@ -320,7 +321,7 @@ void lower_step_export(lower_ctx *c, const ast_decl *d, const ast_decl *fn)
         int t1 = sbin(&S, OP_add, t, sconst(&S, 1, DT_I64));
         t_new = gated(&S, t1, t);
         name_node(&S, t_new, "%s.step%s", d->name, "");
-        int tf = sval(emit_cast(c, t1, DT_F64));
+        int tf = sval(lw_emit_cast(c, t1, DT_F64));
         int bc1 = sbin(&S, OP_sub, sconst(&S, 1, DT_F64), sbin(&S, OP_pow, sconst(&S, opt[O_BETA1], DT_F64), tf));
         int bc2 = sbin(&S, OP_sub, sconst(&S, 1, DT_F64), sbin(&S, OP_pow, sconst(&S, opt[O_BETA2], DT_F64), tf));
         neg_step_size = sun(&S, OP_neg, sbin(&S, OP_div, sconst(&S, opt[O_LR], DT_F64), bc1));
@@ -333,14 +334,15 @@ void lower_step_export(lower_ctx *c, const ast_decl *d, const ast_decl *fn)
         const ir_param *P = &c->mod->params[wrt[k].index];
         const char *pn = P->name;
         ir_dtype dt = P->dtype;
-        int p = sval(param_value(c, &(global){.name = pn, .loc = d->loc, .kind = DECL_PARAM, .param_index = wrt[k].index}));
+        global pg = {.name = pn, .loc = d->loc, .kind = DECL_PARAM, .param_index = wrt[k].index};
+        int p = sval(lw_param_value(c, &pg));
         c->loc = d->loc;
         int g = grads[k];
         if (N > 1) {   /* the mean of N gradients: acc + g/N, zeroed when applied */
             int idx, acc = new_state(&S, pn, "grad_acc", dt, P->rank, P->shape, &idx);
             g = sbin(&S, OP_add, acc, sbin(&S, OP_div, g, sconst(&S, (double)N, dt)));
             name_node(&S, g, "%s.grad_mean%s", pn, "");
-            int zero = sval(emit_expand(c, sconst(&S, 0, dt), P->rank, P->shape));
+            int zero = sval(lw_emit_expand(c, sconst(&S, 0, dt), P->rank, P->shape));
             int acc_new = gated(&S, zero, g);
             name_node(&S, acc_new, "%s.%s.grad_acc", d->name, pn);
             PUSH_STATE(idx, acc_new);
@@ -375,10 +377,10 @@ void lower_step_export(lower_ctx *c, const ast_decl *d, const ast_decl *fn)
             name_node(&S, m1, "%s.%s.exp_avg", d->name, pn);
             name_node(&S, v1, "%s.%s.exp_avg_sq", d->name, pn);
             /* denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps) */
-            int denom = sbin(&S, OP_add, sbin(&S, OP_div, sun(&S, OP_sqrt, v1), sval(emit_cast(c, bc2_sqrt, dt))),
+            int denom = sbin(&S, OP_add, sbin(&S, OP_div, sun(&S, OP_sqrt, v1), sval(lw_emit_cast(c, bc2_sqrt, dt))),
                              sconst(&S, opt[O_EPS], dt));
             /* param.addcdiv_(exp_avg, denom, value=-step_size) */
-            pnew[k] = sbin(&S, OP_add, base, sbin(&S, OP_mul, sval(emit_cast(c, neg_step_size, dt)),
+            pnew[k] = sbin(&S, OP_add, base, sbin(&S, OP_mul, sval(lw_emit_cast(c, neg_step_size, dt)),
                                                   sbin(&S, OP_div, m1, denom)));
             PUSH_STATE(im, gated(&S, m1, m));
             PUSH_STATE(iv, gated(&S, v1, vv));

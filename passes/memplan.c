@@ -62,6 +62,15 @@ static int64_t place(slots *sl, int k, int last, int64_t bytes)
     return off;
 }
 
+/* The live slot at off changes hands: it now holds a value read until kernel `last`. */
+static void take_over(slots *sl, int64_t off, int last, int64_t bytes)
+{
+    sl->total += align64(bytes);
+    for (int i = 0; i < sl->n; i++)
+        if (sl->s[i].off == off && sl->s[i].last < last)
+            sl->s[i].last = last;
+}
+
 int64_t pass_state_layout(const ir_module *m, int64_t *offsets)
 {
     int64_t off = 0;
@@ -75,6 +84,40 @@ int64_t pass_state_layout(const ir_module *m, int64_t *offsets)
         off += align64(n * (int64_t)ir_dtype_size(st->dtype));
     }
     return off;
+}
+
+/* Kernel k's root may take the arena slot of storage `in` when the kernel is elementwise,
+ * k is the last kernel to read `in`, and it reads `in` only at the element it writes: the
+ * storage's own node, same shape and element size as the root. Returns such an input
+ * storage, or -1. */
+static int overwritable_input(const ir_func *f, const pass_kernel *kr, int k, const int *last, const pass_mem *mem)
+{
+    const ir_node *root = &f->nodes[kr->root];
+    if (!(ir_ops[root->op].flags & OPF_ELEM) || !ir_is_contiguous(root))
+        return -1;
+    for (int m = 0; m < kr->nmembers; m++) {
+        const ir_node *x = &f->nodes[kr->members[m]];
+        for (int q = 0; q < x->nin; q++) {
+            int sid = f->nodes[x->in[q]].storage;
+            if (mem[sid].kind != MEM_ARENA || last[sid] != k || mem[sid].bytes != storage_bytes(root))
+                continue;
+            bool ok = true;   /* every read of sid in the kernel: sid's own node, root-shaped */
+            for (int m2 = 0; m2 < kr->nmembers && ok; m2++) {
+                const ir_node *y = &f->nodes[kr->members[m2]];
+                for (int q2 = 0; q2 < y->nin && ok; q2++) {
+                    const ir_node *in = &f->nodes[y->in[q2]];
+                    if (in->storage != sid)
+                        continue;
+                    ok = y->in[q2] == sid && ir_dtype_size(in->dtype) == ir_dtype_size(root->dtype) &&
+                         in->rank == root->rank && ir_is_contiguous(in) &&
+                         memcmp(in->shape, root->shape, sizeof(int64_t) * (size_t)root->rank) == 0;
+                }
+            }
+            if (ok)
+                return sid;
+        }
+    }
+    return -1;
 }
 
 /* An elementwise kernel that cannot fail at run time (integer division and modulo can). */
@@ -201,7 +244,14 @@ pass_memplan *pass_memplan_func(arena *ar, const ir_func *f, const pass_schedule
         if (p->mem[id].kind != MEM_NONE)
             continue;
         int64_t bytes = storage_bytes(&f->nodes[id]);
-        p->mem[id] = (pass_mem){MEM_ARENA, 0, place(&sl, k, last[id] > k ? last[id] : k, bytes), bytes};
+        int until = last[id] > k ? last[id] : k;
+        int in = overwritable_input(f, &s->kernels[k], k, last, p->mem);
+        if (in >= 0) {   /* the kernel writes over an input it is the last to read */
+            p->mem[id] = (pass_mem){MEM_ARENA, 0, p->mem[in].offset, bytes};
+            take_over(&sl, p->mem[in].offset, until, bytes);
+        } else {
+            p->mem[id] = (pass_mem){MEM_ARENA, 0, place(&sl, k, until, bytes), bytes};
+        }
     }
     /* update outputs: their own arena slot when it holds the dense value, else a staging slot */
     for (int k = nres; k < f->nouts; k++) {
