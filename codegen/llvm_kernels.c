@@ -213,6 +213,31 @@ static void loop_end(kctx *kc, loop *L)
     LLVMPositionBuilderAtEnd(kc->b, L->exit);
 }
 
+/* Strip-mined columns [lo, hi): W lanes at a time (when vec), then a scalar tail. The
+ * body is written once, for S.lanes columns from S.c:
+ *   for (strip S = {.lo = lo, .hi = hi, .vec = true}; strip_next(kc, &S);) ... */
+typedef struct strip {
+    LLVMValueRef lo, hi;
+    bool vec;
+    int lanes;                /* of the open loop: W (>= 4), then 1; 0 before the first */
+    LLVMValueRef c;
+    loop L;
+} strip;
+
+/* closes the open loop and opens the next; false after the tail */
+static bool strip_next(kctx *kc, strip *S)
+{
+    if (S->lanes) {
+        loop_end(kc, &S->L);
+        if (S->lanes == 1)
+            return false;
+        S->lo = S->L.iv;
+    }
+    S->lanes = S->lanes == 0 && S->vec ? kc->W : 1;
+    S->c = loop_begin(kc, &S->L, S->lo, S->hi, S->lanes);
+    return true;
+}
+
 /* Loops over shape[0..rank) (outermost first); off[j] = base[j] + sum_d i_d * st[j][d]. */
 typedef struct nest {
     int rank;
@@ -788,19 +813,15 @@ static void pw_body(kctx *kc, pw *P, const LLVMValueRef *base, LLVMValueRef r0, 
     for (int j = 0; j < P->nops; j++)
         off[j] = base ? LLVMBuildNSWAdd(kc->b, base[j], I64(kc, P->off[j]), "") : I64(kc, P->off[j]);
     flat_offsets(kc, row, P->rank - 1, P->shape, P->nops, P->st, off);
-    LLVMValueRef c = c0;
-    if (pw_vector(kc, P)) {
-        loop LV;
-        LLVMValueRef col = loop_begin(kc, &LV, c0, c1, kc->W);
-        pw_elems(kc, P, kc->W, off, col, row);
-        loop_end(kc, &LV);
-        c = LV.iv;
-    }
-    loop LT;
-    LLVMValueRef col = loop_begin(kc, &LT, c, c1, 1);
-    pw_elems(kc, P, 1, off, col, row);
-    loop_end(kc, &LT);
+    for (strip S = {.lo = c0, .hi = c1, .vec = pw_vector(kc, P)}; strip_next(kc, &S);)
+        pw_elems(kc, P, S.lanes, off, S.c, row);
     loop_end(kc, &LR);
+}
+
+/* all of P's rows and columns (P prepared) */
+static void pw_all(kctx *kc, pw *P, const LLVMValueRef *base)
+{
+    pw_body(kc, P, base, I64(kc, 0), I64(kc, prod(P->rank - 1, P->shape)), I64(kc, 0), I64(kc, P->shape[P->rank - 1]));
 }
 
 /* ---- parallel split: body(r0, r1, c0, c1) over rows x cols, in tasks when big ---- */
@@ -1052,7 +1073,8 @@ static LLVMValueRef fill_elem(kctx *kc, pw *P, int lanes, LLVMValueRef *vals, LL
     }
 }
 
-static void emit_fill(kctx *kc)
+/* elem written over the whole output, read from nothing (fills, scatters' zeros) */
+static pw *out_pw(kctx *kc, pw_elem_fn elem)
 {
     const ir_node *n = kc->root;
     pw *P = arena_alloc(kc->cg->ar, sizeof *P);
@@ -1062,8 +1084,14 @@ static void emit_fill(kctx *kc)
     P->s[0] = (src){false, 0, -1, n->dtype};
     P->off[0] = n->offset;
     memcpy(P->st[0], n->strides, sizeof P->st[0]);
-    P->elem = fill_elem;
-    P->keep_dims = n->op != OP_full;   /* arange and eye use the indices */
+    P->elem = elem;
+    return P;
+}
+
+static void emit_fill(kctx *kc)
+{
+    pw *P = out_pw(kc, fill_elem);
+    P->keep_dims = kc->root->op != OP_full;   /* arange and eye use the indices */
     pw_run(kc, P);
 }
 
@@ -1093,11 +1121,11 @@ struct lines {
 
 /* line_dim[d]: x's dim d is walked inside a line. same_shape: the result has x's shape
  * (softmax, layer_norm), else it is x's reduction by n's axes and keepdim. */
-static void lines_init(kctx *kc, lines *L, const ir_node *x, const bool *line_dim, bool same_shape,
-                       const ir_node *w, const ir_node *bias)
+static lines *lines_new(kctx *kc, const ir_node *x, const bool *line_dim, bool same_shape, const ir_node *w,
+                        const ir_node *bias)
 {
     const ir_node *n = kc->root;
-    memset(L, 0, sizeof *L);
+    lines *L = arena_alloc(kc->cg->ar, sizeof *L);
     L->n = n;
     src_of(kc, (int)(x - kc->f->nodes), &L->x);
     L->xt = x->dtype;
@@ -1148,6 +1176,7 @@ static void lines_init(kctx *kc, lines *L, const ir_node *x, const bool *line_di
         L->mode = 'V';
     else
         L->mode = 'S';
+    return L;
 }
 
 static bool is_arg(int kind) { return kind == RK_ARGMAX || kind == RK_ARGMIN; }
@@ -1268,8 +1297,6 @@ static void acc_tree(kctx *kc, const lines *L, int kind, LLVMValueRef *a, LLVMVa
     }
 }
 
-/* One pass over the lines at xoff (lanes neighbouring lines in V mode): the accumulated
- * value, and in *idx the flat index of the extreme for argmax/argmin. */
 /* folds lanes elements v (flat indices k) into the accumulator slots acc (and ia); with
  * opos, softmax's exp pass also stores every exp(x - m) there (lane stride os) */
 static void fold(kctx *kc, lines *L, int kind, LLVMValueRef acc, LLVMValueRef ia, int lanes, LLVMValueRef v,
@@ -1325,21 +1352,16 @@ static LLVMValueRef line_pass(kctx *kc, lines *L, int kind, int lanes, LLVMValue
     LLVMValueRef base[3] = {xoff, I64(kc, 0), store ? L->store_ooff : I64(kc, 0)}, off[3];
     nest N;
     nest_open(kc, &N, h ? L->rrank - 1 : L->rrank, L->rshape, 3, st, base, off);
-    if (h) {
+    if (h) {   /* W lanes into acc, the tail into sacc */
         int in = L->rrank - 1;
         int64_t os = L->rst[LO][in];
-        LLVMValueRef ni = I64(kc, L->rshape[in]);
-        loop LV, LT;
-        LLVMValueRef c = loop_begin(kc, &LV, I64(kc, 0), ni, kc->W);
-        LLVMValueRef v = read_src(kc, &L->x, LLVMBuildNSWAdd(b, off[0], c, ""), kc->W, 1);
-        LLVMValueRef opos = store ? LLVMBuildNSWAdd(b, off[2], LLVMBuildNSWMul(b, c, I64(kc, os), ""), "") : NULL;
-        fold(kc, L, kind, acc, ia, kc->W, v, lane_index(kc, LLVMBuildNSWAdd(b, off[1], c, ""), kc->W), vshift, opos, os);
-        loop_end(kc, &LV);
-        c = loop_begin(kc, &LT, LV.iv, ni, 1);
-        v = read_src(kc, &L->x, LLVMBuildNSWAdd(b, off[0], c, ""), 1, 1);
-        opos = store ? LLVMBuildNSWAdd(b, off[2], LLVMBuildNSWMul(b, c, I64(kc, os), ""), "") : NULL;
-        fold(kc, L, kind, sacc, sia, 1, v, LLVMBuildNSWAdd(b, off[1], c, ""), shift, opos, os);
-        loop_end(kc, &LT);
+        for (strip S = {.lo = I64(kc, 0), .hi = I64(kc, L->rshape[in]), .vec = true}; strip_next(kc, &S);) {
+            bool tail = S.lanes == 1;
+            LLVMValueRef v = read_src(kc, &L->x, LLVMBuildNSWAdd(b, off[0], S.c, ""), S.lanes, 1);
+            LLVMValueRef opos = store ? LLVMBuildNSWAdd(b, off[2], LLVMBuildNSWMul(b, S.c, I64(kc, os), ""), "") : NULL;
+            LLVMValueRef k = lane_index(kc, LLVMBuildNSWAdd(b, off[1], S.c, ""), S.lanes);
+            fold(kc, L, kind, tail ? sacc : acc, tail ? sia : ia, S.lanes, v, k, tail ? shift : vshift, opos, os);
+        }
     } else {
         LLVMValueRef v = read_src(kc, &L->x, off[0], lanes, 1);
         fold(kc, L, kind, acc, ia, lanes, v, splat(kc, off[1], lanes), shift, store ? off[2] : NULL, 1);
@@ -1385,14 +1407,8 @@ static void line_write(kctx *kc, lines *L, int lanes, LLVMValueRef xoff, LLVMVal
     nest N;
     nest_open(kc, &N, h ? L->rrank - 1 : L->rrank, L->rshape, NL, L->rst, base, off);
     if (h) {
-        LLVMValueRef ni = I64(kc, L->rshape[L->rrank - 1]);
-        loop LV, LT;
-        LLVMValueRef c = loop_begin(kc, &LV, I64(kc, 0), ni, kc->W);
-        line_elem(kc, L, kc->W, off, c, fn, u);
-        loop_end(kc, &LV);
-        c = loop_begin(kc, &LT, LV.iv, ni, 1);
-        line_elem(kc, L, 1, off, c, fn, u);
-        loop_end(kc, &LT);
+        for (strip S = {.lo = I64(kc, 0), .hi = I64(kc, L->rshape[L->rrank - 1]), .vec = true}; strip_next(kc, &S);)
+            line_elem(kc, L, S.lanes, off, S.c, fn, u);
     } else {
         line_elem(kc, L, lanes, off, NULL, fn, u);
     }
@@ -1437,9 +1453,33 @@ static LLVMValueRef single_finish(kctx *kc, lines *L, int lanes, LLVMValueRef ac
     }
 }
 
-static void reduce_group(kctx *kc, lines *L, int lanes, LLVMValueRef xoff, LLVMValueRef ooff)
+/* the biased variance of the lines at xoff in f64, in two passes (as ir_eval); their mean in *mean */
+static LLVMValueRef line_var(kctx *kc, lines *L, int lanes, LLVMValueRef xoff, LLVMValueRef *mean)
 {
     LLVMBuilderRef b = kc->b;
+    LLVMValueRef m = LLVMBuildFDiv(b, line_pass(kc, L, RK_SUM, lanes, xoff, NULL, NULL), count_f64(kc, L, lanes), "");
+    if (mean)
+        *mean = m;
+    return LLVMBuildFDiv(b, line_pass(kc, L, RK_SUMSQ, lanes, xoff, m, NULL), count_f64(kc, L, lanes), "");
+}
+
+/* log(sum(exp(x - sh))) + sh in f64 over the lines at xoff, shifted by their max m (by 0
+ * when m is infinite or there is none, so no inf - inf); m in *max */
+static LLVMValueRef line_logsumexp(kctx *kc, lines *L, int lanes, LLVMValueRef xoff, LLVMValueRef *max)
+{
+    LLVMValueRef m = line_pass(kc, L, RK_MAX, lanes, xoff, NULL, NULL);
+    LLVMTypeRef ct = LLVMTypeOf(m);
+    LLVMValueRef am = intrinsic(kc, "llvm.fabs", ct, &m, 1);
+    LLVMValueRef zero = LLVMConstNull(ct);
+    LLVMValueRef sh = L->count == 0 ? zero : fsel(kc, LLVMRealOEQ, am, KF(kc, cg_compute_type(kc->cg, L->xt), INFINITY, lanes), zero, m);
+    LLVMValueRef s = line_pass(kc, L, RK_SUMEXP, lanes, xoff, sh, NULL);
+    if (max)
+        *max = m;
+    return LLVMBuildFAdd(kc->b, cg_log(kc->cg, s), to_f64(kc, sh, L->xt, lanes), "");
+}
+
+static void reduce_group(kctx *kc, lines *L, int lanes, LLVMValueRef xoff, LLVMValueRef ooff)
+{
     const ir_node *n = L->n;
     ir_dtype dt = n->dtype;
     LLVMValueRef r = NULL, idx = NULL;
@@ -1447,18 +1487,11 @@ static void reduce_group(kctx *kc, lines *L, int lanes, LLVMValueRef xoff, LLVMV
     if (kind >= 0) {
         LLVMValueRef acc = line_pass(kc, L, kind, lanes, xoff, NULL, &idx);
         r = single_finish(kc, L, lanes, acc, idx);
-    } else if (n->op == OP_var) {   /* biased, two passes (as ir_eval) */
-        LLVMValueRef mean = LLVMBuildFDiv(b, line_pass(kc, L, RK_SUM, lanes, xoff, NULL, NULL), count_f64(kc, L, lanes), "");
-        r = LLVMBuildFDiv(b, line_pass(kc, L, RK_SUMSQ, lanes, xoff, mean, NULL), count_f64(kc, L, lanes), "");
-        r = cvt(kc, r, DT_F64, dt, lanes);
-    } else {   /* logsumexp: max-shifted; an infinite max (or none) shifts by 0; a NaN max is the result */
-        LLVMValueRef m = line_pass(kc, L, RK_MAX, lanes, xoff, NULL, NULL);
-        LLVMTypeRef ct = LLVMTypeOf(m);
-        LLVMValueRef am = intrinsic(kc, "llvm.fabs", ct, &m, 1);
-        LLVMValueRef zero = LLVMConstNull(ct);
-        LLVMValueRef sh = L->count == 0 ? zero : fsel(kc, LLVMRealOEQ, am, KF(kc, cg_compute_type(kc->cg, L->xt), INFINITY, lanes), zero, m);
-        LLVMValueRef s = line_pass(kc, L, RK_SUMEXP, lanes, xoff, sh, NULL);
-        LLVMValueRef l = LLVMBuildFAdd(b, cg_log(kc->cg, s), to_f64(kc, sh, L->xt, lanes), "");
+    } else if (n->op == OP_var) {
+        r = cvt(kc, line_var(kc, L, lanes, xoff, NULL), DT_F64, dt, lanes);
+    } else {   /* logsumexp; a NaN max is the result */
+        LLVMValueRef m;
+        LLVMValueRef l = line_logsumexp(kc, L, lanes, xoff, &m);
         l = fsel(kc, LLVMRealUNO, m, m, to_f64(kc, m, L->xt, lanes), l);
         r = cvt(kc, l, DT_F64, dt, lanes);
     }
@@ -1479,29 +1512,14 @@ typedef struct vb {
     int step;                   /* 0 init, 1 fold, 2 finish */
 } vb;
 
-typedef void (*cols_fn)(kctx *kc, void *u, int lanes, LLVMValueRef c);
-
-/* c over [lo, hi): W lanes at a time, then one */
-static void cols_loop(kctx *kc, LLVMValueRef lo, LLVMValueRef hi, cols_fn fn, void *u)
-{
-    loop LV, LT;
-    LLVMValueRef c = loop_begin(kc, &LV, lo, hi, kc->W);
-    fn(kc, u, kc->W, c);
-    loop_end(kc, &LV);
-    c = loop_begin(kc, &LT, LV.iv, hi, 1);
-    fn(kc, u, 1, c);
-    loop_end(kc, &LT);
-}
-
 static LLVMValueRef vb_slot(kctx *kc, vb *V, LLVMValueRef buf, LLVMTypeRef t, LLVMValueRef c)
 {
     LLVMValueRef j = LLVMBuildSub(kc->b, c, V->cb, "");
     return LLVMBuildInBoundsGEP2(kc->b, t, buf, &j, 1, "");
 }
 
-static void vb_cols(kctx *kc, void *u, int lanes, LLVMValueRef c)
+static void vb_cols(kctx *kc, vb *V, int lanes, LLVMValueRef c)
 {
-    vb *V = u;
     lines *L = V->L;
     LLVMBuilderRef b = kc->b;
     LLVMTypeRef it = kc->cg->t_i64;
@@ -1530,27 +1548,32 @@ static void vb_cols(kctx *kc, void *u, int lanes, LLVMValueRef c)
     store_result(kc, L, lanes, LLVMBuildNSWAdd(b, V->ooff, c, ""), single_finish(kc, L, lanes, a, ai));
 }
 
+/* one step over the block's columns [V->cb, ce) */
+static void vb_step(kctx *kc, vb *V, int step, LLVMValueRef ce)
+{
+    V->step = step;
+    for (strip S = {.lo = V->cb, .hi = ce, .vec = true}; strip_next(kc, &S);)
+        vb_cols(kc, V, S.lanes, S.c);
+}
+
 /* columns [cb, ce) of the kept row whose column 0 is at (xoff, ooff) */
 static void vb_block(kctx *kc, vb *V, LLVMValueRef xoff, LLVMValueRef ooff, LLVMValueRef cb, LLVMValueRef ce)
 {
     lines *L = V->L;
     V->cb = cb;
     V->ooff = ooff;
-    V->step = 0;
-    cols_loop(kc, cb, ce, vb_cols, V);
+    vb_step(kc, V, 0, ce);
     int64_t st[2][R];
     memcpy(st[0], L->rst[LX], sizeof st[0]);
     memcpy(st[1], L->rst[LI], sizeof st[1]);
     LLVMValueRef base[2] = {xoff, I64(kc, 0)}, off[2];
     nest N;
     nest_open(kc, &N, L->rrank, L->rshape, 2, st, base, off);
-    V->step = 1;
     V->xoff = off[0];
     V->koff = off[1];
-    cols_loop(kc, cb, ce, vb_cols, V);
+    vb_step(kc, V, 1, ce);
     nest_close(kc, &N);
-    V->step = 2;
-    cols_loop(kc, cb, ce, vb_cols, V);
+    vb_step(kc, V, 2, ce);
 }
 
 /* softmax: exp(x - m) / s; log_softmax: (x - m) - log(s) in f64 (as ir_eval) */
@@ -1609,9 +1632,7 @@ static void lnorm_group(kctx *kc, lines *L, int lanes, LLVMValueRef xoff, LLVMVa
 {
     LLVMBuilderRef b = kc->b;
     lnorm S;
-    S.mean = LLVMBuildFDiv(b, line_pass(kc, L, RK_SUM, lanes, xoff, NULL, NULL), count_f64(kc, L, lanes), "");
-    LLVMValueRef var = LLVMBuildFDiv(b, line_pass(kc, L, RK_SUMSQ, lanes, xoff, S.mean, NULL), count_f64(kc, L, lanes), "");
-    LLVMValueRef ve = LLVMBuildFAdd(b, var, KF(kc, kc->cg->t_f64, L->n->f[0], lanes), "");
+    LLVMValueRef ve = LLVMBuildFAdd(b, line_var(kc, L, lanes, xoff, &S.mean), KF(kc, kc->cg->t_f64, L->n->f[0], lanes), "");
     S.rstd = LLVMBuildFDiv(b, KF(kc, kc->cg->t_f64, 1.0, lanes), intrinsic(kc, "llvm.sqrt", LLVMTypeOf(ve), &ve, 1), "");
     line_write(kc, L, lanes, xoff, ooff, lnorm_elem, &S);
 }
@@ -1637,21 +1658,17 @@ static void lines_range(kctx *kc, void *user, LLVMValueRef r0, LLVMValueRef r1, 
         LC.step = VB_COLS;   /* while (cb < c1) ... cb += VB_COLS */
         loop_end(kc, &LC);
     } else if (v) {
-        loop LV, LT;
-        LLVMValueRef c = loop_begin(kc, &LV, c0, c1, kc->W);
-        L->group(kc, L, kc->W, LLVMBuildNSWAdd(kc->b, off[0], c, ""), LLVMBuildNSWAdd(kc->b, off[1], c, ""));
-        loop_end(kc, &LV);
-        c = loop_begin(kc, &LT, LV.iv, c1, 1);
-        L->group(kc, L, 1, LLVMBuildNSWAdd(kc->b, off[0], c, ""), LLVMBuildNSWAdd(kc->b, off[1], c, ""));
-        loop_end(kc, &LT);
+        for (strip S = {.lo = c0, .hi = c1, .vec = true}; strip_next(kc, &S);)
+            L->group(kc, L, S.lanes, LLVMBuildNSWAdd(kc->b, off[0], S.c, ""), LLVMBuildNSWAdd(kc->b, off[1], S.c, ""));
     } else {
         L->group(kc, L, 1, off[0], off[1]);
     }
     loop_end(kc, &LR);
 }
 
-static void run_lines(kctx *kc, lines *L)
+static void run_lines(kctx *kc, lines *L, group_fn group)
 {
+    L->group = group;
     bool v = L->mode == 'V';
     int64_t rows = prod(v ? L->krank - 1 : L->krank, L->kshape);
     int64_t cols = v ? L->kshape[L->krank - 1] : 1;
@@ -1666,15 +1683,13 @@ static void emit_reduce(kctx *kc)
     bool line_dim[R] = {false};
     for (int k = 0; k < n->nlist; k++)
         line_dim[n->list[k]] = true;
-    lines *L = arena_alloc(kc->cg->ar, sizeof *L);
-    lines_init(kc, L, x, line_dim, false, NULL, NULL);
+    lines *L = lines_new(kc, x, line_dim, false, NULL, NULL);
     bool ext = n->op == OP_max || n->op == OP_min || n->op == OP_argmax || n->op == OP_argmin;
     if (ext && L->count == 0) {
         fail_if(kc, n, LLVMConstInt(kc->cg->t_i1, 1, 0), "reduction over an empty dimension has no identity", NULL, 0);
         return;
     }
-    L->group = reduce_group;
-    run_lines(kc, L);
+    run_lines(kc, L, reduce_group);
 }
 
 static void emit_softmax(kctx *kc)
@@ -1683,10 +1698,7 @@ static void emit_softmax(kctx *kc)
     bool line_dim[R] = {false};
     if (x->rank > 0)
         line_dim[n->i[0] < 0 ? n->i[0] + x->rank : n->i[0]] = true;
-    lines *L = arena_alloc(kc->cg->ar, sizeof *L);
-    lines_init(kc, L, x, line_dim, true, NULL, NULL);
-    L->group = softmax_group;
-    run_lines(kc, L);
+    run_lines(kc, lines_new(kc, x, line_dim, true, NULL, NULL), softmax_group);
 }
 
 static void emit_layer_norm(kctx *kc)
@@ -1694,10 +1706,14 @@ static void emit_layer_norm(kctx *kc)
     const ir_node *n = kc->root, *x = input(kc, n, 0);
     bool line_dim[R] = {false};
     line_dim[x->rank - 1] = true;
-    lines *L = arena_alloc(kc->cg->ar, sizeof *L);
-    lines_init(kc, L, x, line_dim, true, input(kc, n, 1), input(kc, n, 2));
-    L->group = lnorm_group;
-    run_lines(kc, L);
+    run_lines(kc, lines_new(kc, x, line_dim, true, input(kc, n, 1), input(kc, n, 2)), lnorm_group);
+}
+
+/* v < 0 || v >= size, for a label or index v */
+static LLVMValueRef out_of_range(kctx *kc, LLVMValueRef v, int64_t size)
+{
+    LLVMBuilderRef b = kc->b;
+    return LLVMBuildOr(b, LLVMBuildICmp(b, LLVMIntSLT, v, I64(kc, 0), ""), LLVMBuildICmp(b, LLVMIntSGE, v, I64(kc, size), ""), "");
 }
 
 /* mean over rows of logsumexp(row) - row[label], with the label checked per row */
@@ -1706,8 +1722,7 @@ static void emit_cross_entropy(kctx *kc)
     LLVMBuilderRef b = kc->b;
     const ir_node *n = kc->root, *x = input(kc, n, 0), *lab = input(kc, n, 1);
     bool line_dim[R] = {false, true};
-    lines *L = arena_alloc(kc->cg->ar, sizeof *L);
-    lines_init(kc, L, x, line_dim, false, NULL, NULL);
+    lines *L = lines_new(kc, x, line_dim, false, NULL, NULL);
     if (L->mode == 'V')
         L->mode = 'S';
     src ls;
@@ -1719,19 +1734,13 @@ static void emit_cross_entropy(kctx *kc)
     LLVMValueRef i = loop_begin(kc, &LR, I64(kc, 0), I64(kc, rows), 1);
     LLVMValueRef lpos = LLVMBuildNSWAdd(b, I64(kc, lab->offset), LLVMBuildNSWMul(b, i, I64(kc, ls.imm ? 0 : lab->strides[0]), ""), "");
     LLVMValueRef y = cvt(kc, read_src(kc, &ls, lpos, 1, 0), lab->dtype, DT_I64, 1);
-    LLVMValueRef bad = LLVMBuildOr(b, LLVMBuildICmp(b, LLVMIntSLT, y, I64(kc, 0), ""),
-                                   LLVMBuildICmp(b, LLVMIntSGE, y, I64(kc, classes), ""), "");
     LLVMValueRef args[3] = {y, i, I64(kc, classes)};
-    fail_if(kc, n, bad, "label %lld (row %lld) out of range [0, %lld)", args, 3);
+    fail_if(kc, n, out_of_range(kc, y, classes), "label %lld (row %lld) out of range [0, %lld)", args, 3);
     int64_t xs0 = L->x.imm ? 0 : x->strides[0], xs1 = L->x.imm ? 0 : x->strides[1];
     LLVMValueRef xoff = LLVMBuildNSWAdd(b, I64(kc, x->offset), LLVMBuildNSWMul(b, i, I64(kc, xs0), ""), "");
-    LLVMValueRef m = line_pass(kc, L, RK_MAX, 1, xoff, NULL, NULL);
-    LLVMValueRef am = intrinsic(kc, "llvm.fabs", LLVMTypeOf(m), &m, 1);
-    LLVMValueRef sh = fsel(kc, LLVMRealOEQ, am, KF(kc, LLVMTypeOf(m), INFINITY, 1), LLVMConstNull(LLVMTypeOf(m)), m);
-    LLVMValueRef s = line_pass(kc, L, RK_SUMEXP, 1, xoff, sh, NULL);
+    LLVMValueRef lse = line_logsumexp(kc, L, 1, xoff, NULL);
     LLVMValueRef xl = read_src(kc, &L->x, LLVMBuildNSWAdd(b, xoff, LLVMBuildNSWMul(b, y, I64(kc, xs1), ""), ""), 1, 0);
-    LLVMValueRef t = LLVMBuildFSub(b, LLVMBuildFAdd(b, cg_log(kc->cg, s), to_f64(kc, sh, x->dtype, 1), ""),
-                                   to_f64(kc, xl, x->dtype, 1), "");
+    LLVMValueRef t = LLVMBuildFSub(b, lse, to_f64(kc, xl, x->dtype, 1), "");
     LLVMBuildStore(b, LLVMBuildFAdd(b, LLVMBuildLoad2(b, kc->cg->t_f64, total, ""), t, ""), total);
     loop_end(kc, &LR);
     LLVMValueRef r = LLVMBuildFDiv(b, LLVMBuildLoad2(b, kc->cg->t_f64, total, ""), LLVMConstReal(kc->cg->t_f64, (double)rows), "");
@@ -1755,20 +1764,12 @@ static void emit_one_hot(kctx *kc)
     nest N;
     nest_open(kc, &N, lab->rank, lab->shape, 2, st, base, off);
     LLVMValueRef y = cvt(kc, read_src(kc, &ls, off[0], 1, 0), lab->dtype, DT_I64, 1);
-    LLVMValueRef bad = LLVMBuildOr(b, LLVMBuildICmp(b, LLVMIntSLT, y, I64(kc, 0), ""),
-                                   LLVMBuildICmp(b, LLVMIntSGE, y, I64(kc, classes), ""), "");
     LLVMValueRef args[2] = {y, I64(kc, classes)};
-    fail_if(kc, n, bad, "label %lld out of range [0, %lld)", args, 2);
-    LLVMValueRef c = I64(kc, 0);
-    for (int pass = cs == 1 && kc->W >= 2 ? 0 : 1; pass < 2; pass++) {
-        int lanes = pass == 0 ? kc->W : 1;
-        loop L;
-        LLVMValueRef col = loop_begin(kc, &L, c, I64(kc, classes), lanes);
-        LLVMValueRef eq = LLVMBuildICmp(b, LLVMIntEQ, lane_index(kc, col, lanes), splat(kc, y, lanes), "");
-        LLVMValueRef pos = LLVMBuildNSWAdd(b, off[1], LLVMBuildNSWMul(b, col, I64(kc, cs), ""), "");
-        store_elems(kc, kc->out, n->dtype, pos, lanes, cs, cvt(kc, eq, DT_BOOL, n->dtype, lanes));
-        loop_end(kc, &L);
-        c = L.iv;
+    fail_if(kc, n, out_of_range(kc, y, classes), "label %lld out of range [0, %lld)", args, 2);
+    for (strip S = {.lo = I64(kc, 0), .hi = I64(kc, classes), .vec = cs == 1 && kc->W >= 2}; strip_next(kc, &S);) {
+        LLVMValueRef eq = LLVMBuildICmp(b, LLVMIntEQ, lane_index(kc, S.c, S.lanes), splat(kc, y, S.lanes), "");
+        LLVMValueRef pos = LLVMBuildNSWAdd(b, off[1], LLVMBuildNSWMul(b, S.c, I64(kc, cs), ""), "");
+        store_elems(kc, kc->out, n->dtype, pos, S.lanes, cs, cvt(kc, eq, DT_BOOL, n->dtype, S.lanes));
     }
     nest_close(kc, &N);
 }
@@ -1810,10 +1811,31 @@ static void emit_concat(kctx *kc)
         src_of(kc, n->in[k], &xs);
         if (prod(x->rank, x->shape) > 0) {
             pw *P = copy_pw(kc, x->rank, x->shape, &xs, x->offset, x->strides, n->offset + at * n->strides[axis], n->strides);
-            pw_body(kc, P, NULL, I64(kc, 0), I64(kc, prod(P->rank - 1, P->shape)), I64(kc, 0), I64(kc, P->shape[P->rank - 1]));
+            pw_all(kc, P, NULL);
         }
         at += x->shape[axis];
     }
+}
+
+static LLVMValueRef read_index(kctx *kc, const src *is, const ir_node *idx, LLVMValueRef off)
+{
+    return cvt(kc, read_src(kc, is, off, 1, 0), idx->dtype, DT_I64, 1);
+}
+
+/* i + size when negative (index_add, like index); else i */
+static LLVMValueRef wrap_index(kctx *kc, LLVMValueRef i, int64_t size, bool wrap)
+{
+    LLVMBuilderRef b = kc->b;
+    if (!wrap)
+        return i;
+    return LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, i, I64(kc, 0), ""), LLVMBuildAdd(b, i, I64(kc, size), ""), i, "");
+}
+
+/* fails the kernel unless j (index i, wrapped) is in [0, size) */
+static void check_index(kctx *kc, LLVMValueRef i, LLVMValueRef j, int axis, int64_t size)
+{
+    LLVMValueRef args[3] = {i, I32(kc, axis), I64(kc, size)};
+    fail_if(kc, kc->root, out_of_range(kc, j, size), "index %lld out of range for axis %d of size %lld", args, 3);
 }
 
 /* out = x.shape[:axis] + idx.shape + x.shape[axis+1:]; negative indices wrap */
@@ -1843,11 +1865,8 @@ static void emit_index(kctx *kc)
     LLVMValueRef base[3] = {I64(kc, x->offset), I64(kc, idx->offset), I64(kc, n->offset)}, off[3];
     nest N;
     nest_open(kc, &N, r, shape, 3, st, base, off);
-    LLVMValueRef i = cvt(kc, read_src(kc, &is, off[1], 1, 0), idx->dtype, DT_I64, 1);
-    LLVMValueRef j = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, i, I64(kc, 0), ""), LLVMBuildAdd(b, i, I64(kc, size), ""), i, "");
-    LLVMValueRef bad = LLVMBuildOr(b, LLVMBuildICmp(b, LLVMIntSLT, j, I64(kc, 0), ""), LLVMBuildICmp(b, LLVMIntSGE, j, I64(kc, size), ""), "");
-    LLVMValueRef args[3] = {i, I32(kc, axis), I64(kc, size)};
-    fail_if(kc, n, bad, "index %lld out of range for axis %d of size %lld", args, 3);
+    LLVMValueRef i = read_index(kc, &is, idx, off[1]), j = wrap_index(kc, i, size, true);
+    check_index(kc, i, j, axis, size);
     LLVMValueRef xbase = LLVMBuildNSWAdd(b, off[0], LLVMBuildNSWMul(b, j, I64(kc, xs.imm ? 0 : x->strides[axis]), ""), "");
     /* the rest of x's dims, copied row by row */
     int64_t bshape[R], bxs[R], bos[R];
@@ -1859,7 +1878,7 @@ static void emit_index(kctx *kc)
     }
     pw *P = copy_pw(kc, br, bshape, &xs, 0, bxs, 0, bos);
     LLVMValueRef pb[2] = {off[2], xbase};
-    pw_body(kc, P, pb, I64(kc, 0), I64(kc, prod(P->rank - 1, P->shape)), I64(kc, 0), I64(kc, P->shape[P->rank - 1]));
+    pw_all(kc, P, pb);
     nest_close(kc, &N);
 }
 
@@ -1882,10 +1901,8 @@ static void emit_gather(kctx *kc)
     LLVMValueRef base[3] = {I64(kc, x->offset), I64(kc, idx->offset), I64(kc, n->offset)}, off[3];
     nest N;
     nest_open(kc, &N, n->rank, n->shape, 3, st, base, off);
-    LLVMValueRef i = cvt(kc, read_src(kc, &is, off[1], 1, 0), idx->dtype, DT_I64, 1);
-    LLVMValueRef bad = LLVMBuildOr(b, LLVMBuildICmp(b, LLVMIntSLT, i, I64(kc, 0), ""), LLVMBuildICmp(b, LLVMIntSGE, i, I64(kc, size), ""), "");
-    LLVMValueRef args[3] = {i, I32(kc, axis), I64(kc, size)};
-    fail_if(kc, n, bad, "index %lld out of range for axis %d of size %lld", args, 3);
+    LLVMValueRef i = read_index(kc, &is, idx, off[1]);
+    check_index(kc, i, i, axis, size);
     LLVMValueRef pos = LLVMBuildNSWAdd(b, off[0], LLVMBuildNSWMul(b, i, I64(kc, xs.imm ? 0 : x->strides[axis]), ""), "");
     store_elems(kc, kc->out, n->dtype, off[2], 1, 1, read_src(kc, &xs, pos, 1, 0));
     nest_close(kc, &N);
@@ -1899,38 +1916,15 @@ static LLVMValueRef zero_elem(kctx *kc, pw *P, int lanes, LLVMValueRef *vals, LL
 
 static void zero_output(kctx *kc)
 {
-    const ir_node *n = kc->root;
-    pw *P = arena_alloc(kc->cg->ar, sizeof *P);
-    P->rank = n->rank;
-    memcpy(P->shape, n->shape, sizeof P->shape);
-    P->nops = 1;
-    P->s[0] = (src){false, 0, -1, n->dtype};
-    P->off[0] = n->offset;
-    memcpy(P->st[0], n->strides, sizeof P->st[0]);
-    P->elem = zero_elem;
+    pw *P = out_pw(kc, zero_elem);
     pw_prepare(P);
-    pw_body(kc, P, NULL, I64(kc, 0), I64(kc, prod(P->rank - 1, P->shape)), I64(kc, 0), I64(kc, P->shape[P->rank - 1]));
-}
-
-static LLVMValueRef read_index(kctx *kc, const src *is, const ir_node *idx, LLVMValueRef off)
-{
-    return cvt(kc, read_src(kc, is, off, 1, 0), idx->dtype, DT_I64, 1);
-}
-
-/* i + size when negative (index_add, like index); else i */
-static LLVMValueRef wrap_index(kctx *kc, LLVMValueRef i, int64_t size, bool wrap)
-{
-    LLVMBuilderRef b = kc->b;
-    if (!wrap)
-        return i;
-    return LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, i, I64(kc, 0), ""), LLVMBuildAdd(b, i, I64(kc, size), ""), i, "");
+    pw_all(kc, P, NULL);
 }
 
 /* Every index checked against [0, size) in idx's row-major order, before anything is
  * written (as ir_eval does): a bad one fails the kernel and leaves nothing allocated. */
 static void check_indices(kctx *kc, const ir_node *idx, const src *is, int axis, int64_t size, bool wrap)
 {
-    LLVMBuilderRef b = kc->b;
     int64_t st[1][R];
     for (int d = 0; d < idx->rank; d++)
         st[0][d] = is->imm ? 0 : idx->strides[d];
@@ -1938,10 +1932,7 @@ static void check_indices(kctx *kc, const ir_node *idx, const src *is, int axis,
     nest N;
     nest_open(kc, &N, idx->rank, idx->shape, 1, st, base, off);
     LLVMValueRef i = read_index(kc, is, idx, off[0]);
-    LLVMValueRef j = wrap_index(kc, i, size, wrap);
-    LLVMValueRef bad = LLVMBuildOr(b, LLVMBuildICmp(b, LLVMIntSLT, j, I64(kc, 0), ""), LLVMBuildICmp(b, LLVMIntSGE, j, I64(kc, size), ""), "");
-    LLVMValueRef args[3] = {i, I32(kc, axis), I64(kc, size)};
-    fail_if(kc, kc->root, bad, "index %lld out of range for axis %d of size %lld", args, 3);
+    check_index(kc, i, wrap_index(kc, i, size, wrap), axis, size);
     nest_close(kc, &N);
 }
 
@@ -1960,13 +1951,18 @@ static LLVMValueRef libc_call(kctx *kc, const char *name, LLVMValueRef arg)
 /* Sums src into the output at (src's position under ost) + index * the output's stride
  * along axis: floats in f64 (a malloc'ed accumulator laid out like the output unless it
  * is f64 itself) rounded once at the end, as `sum` does and ir_eval; integers wrap. The
- * index is read through ist (both iterate src's shape); indices were checked already. */
+ * index is read through ist (both iterate src's shape); every index is checked first,
+ * even when the output is empty. */
 static void scatter_add(kctx *kc, const ir_node *srcn, const src *ss, const ir_node *idx, const src *is,
                         const int64_t *ist, const int64_t *ost, int axis, bool wrap)
 {
     LLVMBuilderRef b = kc->b;
     const ir_node *n = kc->root;
     int64_t size = n->shape[axis];
+    if (prod(srcn->rank, srcn->shape) > 0)
+        check_indices(kc, idx, is, axis, size, wrap);
+    if (prod(n->rank, n->shape) == 0)
+        return;
     bool scratch = isf(n->dtype) && n->dtype != DT_F64;
     ir_dtype at = isf(n->dtype) ? DT_F64 : n->dtype;
     /* the accumulator's extent: the output's storage span (offset and strides kept) */
@@ -2024,10 +2020,6 @@ static void emit_index_add(kctx *kc)
     src ss, is;
     src_of(kc, n->in[0], &ss);
     src_of(kc, n->in[1], &is);
-    if (prod(s->rank, s->shape) > 0)
-        check_indices(kc, idx, &is, axis, n->shape[axis], true);
-    if (prod(n->rank, n->shape) == 0)
-        return;
     int64_t ist[R], ost[R];
     for (int d = 0; d < s->rank; d++) {
         bool in_idx = d >= axis && d < axis + ir;
@@ -2045,10 +2037,6 @@ static void emit_gather_add(kctx *kc)
     src ss, is;
     src_of(kc, n->in[0], &ss);
     src_of(kc, n->in[1], &is);
-    if (prod(s->rank, s->shape) > 0)
-        check_indices(kc, idx, &is, axis, n->shape[axis], false);
-    if (prod(n->rank, n->shape) == 0)
-        return;
     int64_t ost[R];
     for (int d = 0; d < n->rank; d++)
         ost[d] = d == axis ? 0 : n->strides[d];
@@ -2069,7 +2057,7 @@ static void emit_slice_scatter(kctx *kc)
     memcpy(ost, n->strides, sizeof ost);
     ost[axis] *= n->i[3];
     pw *P = copy_pw(kc, s->rank, s->shape, &ss, s->offset, s->strides, n->offset + n->i[1] * n->strides[axis], ost);
-    pw_body(kc, P, NULL, I64(kc, 0), I64(kc, prod(P->rank - 1, P->shape)), I64(kc, 0), I64(kc, P->shape[P->rank - 1]));
+    pw_all(kc, P, NULL);
 }
 
 /* ---- entry points ---- */

@@ -1058,6 +1058,55 @@ static int op_concat(ev *e, const ir_node *n)
     return 0;
 }
 
+/* ---- index and gather (their checks shared with the adjoints index_add and gather_add) ---- */
+/* index's result, index_add's source: does `big` have x.shape[:axis] + idx.shape + x.shape[axis+1:]? */
+static bool index_fits(const ir_node *big, const ir_node *x, const ir_node *idx, int axis)
+{
+    int ir = idx->rank;
+    bool ok = big->rank == x->rank - 1 + ir;
+    for (int d = 0; ok && d < big->rank; d++)
+        ok = big->shape[d] == (d < axis ? x->shape[d] : d < axis + ir ? idx->shape[d - axis] : x->shape[d - ir + 1]);
+    return ok;
+}
+
+/* strides that walk that shape (of this rank) through x (0 over idx's dims) and idx (0 elsewhere) */
+static void index_strides(const ir_node *x, const ir_node *idx, int axis, int rank, int64_t *xst, int64_t *ist)
+{
+    int ir = idx->rank;
+    for (int d = 0; d < rank; d++) {
+        bool in_idx = d >= axis && d < axis + ir;
+        xst[d] = d < axis ? x->strides[d] : in_idx ? 0 : x->strides[d - ir + 1];
+        ist[d] = in_idx ? idx->strides[d - axis] : 0;
+    }
+}
+
+/* gather's and gather_add's idx: x's rank, and no larger than x off the axis */
+static bool gather_fits(const ir_node *idx, const ir_node *x, int axis)
+{
+    bool ok = idx->rank == x->rank;
+    for (int d = 0; ok && d < x->rank; d++)
+        ok = d == axis || idx->shape[d] <= x->shape[d];
+    return ok;
+}
+
+/* x's strides with the axis' at 0: the index supplies that position */
+static void strides_off_axis(const ir_node *x, int axis, int64_t *st)
+{
+    for (int d = 0; d < x->rank; d++)
+        st[d] = d == axis ? 0 : x->strides[d];
+}
+
+static int64_t wrap_index(int64_t i, int64_t size, bool wrap) { return wrap && i < 0 ? i + size : i; }
+
+/* an error unless index i (negatives wrapped when wrap) is within [0, size) */
+static int check_index(ev *e, int64_t i, int axis, int64_t size, bool wrap)
+{
+    int64_t j = wrap_index(i, size, wrap);
+    if (j < 0 || j >= size)
+        return fail(e, "index %lld out of range for axis %d of size %lld", (long long)i, axis, (long long)size);
+    return 0;
+}
+
 /* out = x.shape[:axis] + idx.shape + x.shape[axis+1:]; negative indices wrap */
 static int op_index(ev *e, const ir_node *n)
 {
@@ -1065,21 +1114,13 @@ static int op_index(ev *e, const ir_node *n)
     int axis = norm_axis(n->i[0], x->rank);
     if (axis < 0)
         return fail(e, "axis %lld out of range for rank %d", (long long)n->i[0], x->rank);
-    int ir = idx->rank;
-    bool ok = n->rank == x->rank - 1 + ir;
-    for (int d = 0; ok && d < n->rank; d++)
-        ok = n->shape[d] == (d < axis ? x->shape[d] : d < axis + ir ? idx->shape[d - axis] : x->shape[d - ir + 1]);
-    if (!ok) {
+    if (!index_fits(n, x, idx, axis)) {
         char a[96], b[96], c[96];
         return fail(e, "result %s does not fit x %s indexed by %s", shp(a, sizeof a, n), shp(b, sizeof b, x),
                     shp(c, sizeof c, idx));
     }
     int64_t xst[R], ist[R], size = x->shape[axis];
-    for (int d = 0; d < n->rank; d++) {
-        bool in_idx = d >= axis && d < axis + ir;
-        xst[d] = d < axis ? x->strides[d] : in_idx ? 0 : x->strides[d - ir + 1];
-        ist[d] = in_idx ? idx->strides[d - axis] : 0;
-    }
+    index_strides(x, idx, axis, n->rank, xst, ist);
     iter it;
     it_init(&it, n->rank, n->shape);
     it_add(&it, x->offset, xst);
@@ -1087,10 +1128,10 @@ static int op_index(ev *e, const ir_node *n)
     it_add(&it, n->offset, n->strides);
     int64_t numel = prod(n->rank, n->shape);
     for (int64_t k = 0; k < numel; k++, it_next(&it)) {
-        int64_t i = rdi(e, idx, it.pos[1]), j = i < 0 ? i + size : i;
-        if (j < 0 || j >= size)
-            return fail(e, "index %lld out of range for axis %d of size %lld", (long long)i, axis, (long long)size);
-        copy_elem(e, n, it.pos[2], x, it.pos[0] + j * x->strides[axis]);
+        int64_t i = rdi(e, idx, it.pos[1]);
+        if (check_index(e, i, axis, size, true))
+            return 1;
+        copy_elem(e, n, it.pos[2], x, it.pos[0] + wrap_index(i, size, true) * x->strides[axis]);
     }
     return 0;
 }
@@ -1102,17 +1143,13 @@ static int op_gather(ev *e, const ir_node *n)
     int axis = norm_axis(n->i[0], x->rank);
     if (axis < 0)
         return fail(e, "axis %lld out of range for rank %d", (long long)n->i[0], x->rank);
-    bool ok = same_shape(n, idx) && idx->rank == x->rank;
-    for (int d = 0; ok && d < x->rank; d++)
-        ok = d == axis || idx->shape[d] <= x->shape[d];
-    if (!ok) {
+    if (!same_shape(n, idx) || !gather_fits(idx, x, axis)) {
         char a[96], b[96], c[96];
         return fail(e, "result %s does not fit x %s gathered by %s", shp(a, sizeof a, n), shp(b, sizeof b, x),
                     shp(c, sizeof c, idx));
     }
     int64_t xst[R], size = x->shape[axis];
-    for (int d = 0; d < x->rank; d++)
-        xst[d] = d == axis ? 0 : x->strides[d];
+    strides_off_axis(x, axis, xst);
     iter it;
     it_init(&it, n->rank, n->shape);
     it_add(&it, x->offset, xst);
@@ -1121,8 +1158,8 @@ static int op_gather(ev *e, const ir_node *n)
     int64_t numel = prod(n->rank, n->shape);
     for (int64_t k = 0; k < numel; k++, it_next(&it)) {
         int64_t i = rdi(e, idx, it.pos[1]);
-        if (i < 0 || i >= size)
-            return fail(e, "index %lld out of range for axis %d of size %lld", (long long)i, axis, (long long)size);
+        if (check_index(e, i, axis, size, false))
+            return 1;
         copy_elem(e, n, it.pos[2], x, it.pos[0] + i * x->strides[axis]);
     }
     return 0;
@@ -1153,11 +1190,9 @@ static int check_indices(ev *e, const ir_node *idx, int axis, int64_t size, bool
     it_init(&it, idx->rank, idx->shape);
     it_add(&it, idx->offset, idx->strides);
     int64_t numel = prod(idx->rank, idx->shape);
-    for (int64_t k = 0; k < numel; k++, it_next(&it)) {
-        int64_t i = rdi(e, idx, it.pos[0]), j = wrap && i < 0 ? i + size : i;
-        if (j < 0 || j >= size)
-            return fail(e, "index %lld out of range for axis %d of size %lld", (long long)i, axis, (long long)size);
-    }
+    for (int64_t k = 0; k < numel; k++, it_next(&it))
+        if (check_index(e, rdi(e, idx, it.pos[0]), axis, size, wrap))
+            return 1;
     return 0;
 }
 
@@ -1182,8 +1217,7 @@ static int scatter_add(ev *e, const ir_node *n, const ir_node *src, const ir_nod
     it_add(&it, n->offset, out_st);
     int64_t numel = prod(src->rank, src->shape);
     for (int64_t k = 0; k < numel; k++, it_next(&it)) {
-        int64_t i = rdi(e, idx, it.pos[1]), j = wrap && i < 0 ? i + size : i;
-        int64_t pos = it.pos[2] + j * n->strides[axis];
+        int64_t pos = it.pos[2] + wrap_index(rdi(e, idx, it.pos[1]), size, wrap) * n->strides[axis];
         if (acc)
             acc[pos] += rdf(e, src, it.pos[0]);
         else
@@ -1208,18 +1242,10 @@ static int op_index_add(ev *e, const ir_node *n)
     int axis = norm_axis(n->i[0], n->rank);
     if (axis < 0)
         return fail(e, "axis %lld out of range for rank %d", (long long)n->i[0], n->rank);
-    int ir = idx->rank;
-    bool ok = src->rank == n->rank - 1 + ir && isf(src) == isf(n);
-    for (int d = 0; ok && d < src->rank; d++)
-        ok = src->shape[d] == (d < axis ? n->shape[d] : d < axis + ir ? idx->shape[d - axis] : n->shape[d - ir + 1]);
-    if (!ok)
+    if (isf(src) != isf(n) || !index_fits(src, n, idx, axis))
         return scatter_misfit(e, n, src);
     int64_t ist[R], ost[R];
-    for (int d = 0; d < src->rank; d++) {
-        bool in_idx = d >= axis && d < axis + ir;
-        ist[d] = in_idx ? idx->strides[d - axis] : 0;
-        ost[d] = d < axis ? n->strides[d] : in_idx ? 0 : n->strides[d - ir + 1];
-    }
+    index_strides(n, idx, axis, src->rank, ost, ist);
     return scatter_add(e, n, src, idx, ist, ost, axis, true);
 }
 
@@ -1231,14 +1257,10 @@ static int op_gather_add(ev *e, const ir_node *n)
     int axis = norm_axis(n->i[0], n->rank);
     if (axis < 0)
         return fail(e, "axis %lld out of range for rank %d", (long long)n->i[0], n->rank);
-    bool ok = same_shape(src, idx) && idx->rank == n->rank && isf(src) == isf(n);
-    for (int d = 0; ok && d < n->rank; d++)
-        ok = d == axis || idx->shape[d] <= n->shape[d];
-    if (!ok)
+    if (isf(src) != isf(n) || !same_shape(src, idx) || !gather_fits(idx, n, axis))
         return scatter_misfit(e, n, src);
     int64_t ost[R];
-    for (int d = 0; d < n->rank; d++)
-        ost[d] = d == axis ? 0 : n->strides[d];
+    strides_off_axis(n, axis, ost);
     return scatter_add(e, n, src, idx, idx->strides, ost, axis, false);
 }
 

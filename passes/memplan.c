@@ -1,17 +1,19 @@
 /* Memory planning: gives every storage a home (see passes.h). Runs after scheduling.
  * Outputs whose value is the whole, contiguous storage a kernel writes are written in
- * place into the caller's buffer; any other output gets a final copy. An update output of
- * a training step is never written into its param or state directly (a later kernel may
- * still read the old value): its dense value waits in an arena slot (its own kernel's slot
- * when that holds it whole, else a staging slot filled by a copy) until the export commits.
+ * place into the caller's buffer; any other output gets a final copy.
  *
  * Arena slots are reused: kernels run one after another in schedule order, so a storage is
  * live from the kernel that writes it to the last kernel that reads it (through any view);
  * values the final copies or the commit read live to the end. Slots are placed greedily in
  * that order, each in the smallest free gap that holds it (best fit), so a slot never
- * overlaps one that is live at the same time. A kernel's own output never shares memory
- * with its inputs (they are still live while it runs), which keeps the kernels' no-alias
- * promise to LLVM true. */
+ * overlaps one that is live at the same time, with one exception: an elementwise kernel
+ * may write over an input it is the last to read when it reads it only at the element it
+ * writes (overwritable_input). Such kernels are compiled without the no-alias promise.
+ *
+ * A training step's update output is written straight into its param or state when
+ * nothing can read the old value afterwards and nothing after it can fail (update_in_place);
+ * otherwise its dense value waits in an arena slot (its own kernel's slot when that holds
+ * it whole, else a staging slot filled by a copy) until the export commits. */
 #include "passes.h"
 #include <string.h>
 
