@@ -101,6 +101,8 @@ void pass_print_plan(FILE *out, const ir_func *f, const pass_schedule *s, const 
 /* ---- passes/stats.c ----
  * `tdslc stats`: kernels, FLOPs, bytes moved by kernels, arena and peak memory of f. */
 void pass_print_stats(FILE *out, const ir_module *m, const ir_func *f, const pass_schedule *s, const pass_memplan *p);
+/* The floating-point operations of f's kernels, counted as stats does. */
+int64_t pass_flops(const ir_func *f, const pass_schedule *s);
 
 /* ---- passes/autodiff.c ----
  * Reverse-mode differentiation (docs/autodiff.md). F: one scalar float result. wrt: the

@@ -28,16 +28,24 @@ static int64_t node_flops(const ir_func *f, const ir_node *n)
 
 static int64_t node_bytes(const ir_node *n) { return ir_numel(n) * (int64_t)ir_dtype_size(n->dtype); }
 
+int64_t pass_flops(const ir_func *f, const pass_schedule *s)
+{
+    int64_t flops = 0;
+    for (int k = 0; k < s->nkernels; k++)
+        for (int j = 0; j < s->kernels[k].nmembers; j++)
+            flops += node_flops(f, &f->nodes[s->kernels[k].members[j]]);
+    return flops;
+}
+
 void pass_print_stats(FILE *out, const ir_module *m, const ir_func *f, const pass_schedule *s, const pass_memplan *p)
 {
-    int64_t flops = 0, moved = 0, params = 0, io = 0;
+    int64_t flops = pass_flops(f, s), moved = 0, params = 0, io = 0;
     for (int k = 0; k < s->nkernels; k++) {
         const pass_kernel *kr = &s->kernels[k];
         const ir_node *root = &f->nodes[kr->root];
         moved += node_bytes(root);
         for (int j = 0; j < kr->nmembers; j++) {
             const ir_node *n = &f->nodes[kr->members[j]];
-            flops += node_flops(f, n);
             for (int i = 0; i < n->nin; i++) {   /* reads of values made outside the kernel */
                 const ir_node *in = &f->nodes[n->in[i]];
                 bool inside = false;

@@ -737,9 +737,10 @@ static int cmd_stats(const options *o, ir_module *m, const ast_file *ast, int nc
         if (g && g->nnodes != f->nnodes) {   /* only the exports whose gradient recomputes */
             pass_plan pg = pass_pipeline(&ar, g, !o->no_fuse);
             int64_t with = pl.mem->arena_bytes, without = pg.mem->arena_bytes;
-            printf("  checkpoint   recomputes in the backward pass: arena %lld bytes, %lld without (%s %lld bytes)\n",
-                   (long long)with, (long long)without, with <= without ? "saves" : "costs",
-                   (long long)(with <= without ? without - with : with - without));
+            printf("  checkpoint   recomputes in the backward pass: arena %lld bytes, %lld without (%s %lld bytes), "
+                   "%+lld flops\n", (long long)with, (long long)without, with <= without ? "saves" : "costs",
+                   (long long)(with <= without ? without - with : with - without),
+                   (long long)(pass_flops(f, pl.schedule) - pass_flops(g, pg.schedule)));
         }
         shown++;
     }
