@@ -2,7 +2,8 @@
 # train_step: one SGD training step of a relu MLP (cross_entropy, batch 64), 784-256-10 and
 # 64-64-10, at 1 and 2 threads: tdsl's compiled step, the same step hand-written in C on
 # OpenBLAS, and PyTorch eager, in one run; then the peak memory that `tdslc stats` gives
-# for the step export and for a forward-only export of the same model.
+# for the step export and for a forward-only export of the same model, and of a deep
+# residual MLP (bench/checkpoint's, without checkpoint) where activations dominate.
 #
 #   bench/train_step.sh [BUILD_DIR] [--rounds N] [--steps N]
 #
@@ -70,4 +71,30 @@ awk '/peak memory/ { v[n++] = $3 } END {
         r = v[1] / v[0]
         printf "forward / step peak memory = %.3f (<= 0.5: %s)\n", r, (r <= 0.5 ? "PASS" : "FAIL")
     }' "$TMP/stats_step.txt" "$TMP/stats_forward.txt"
+echo "(a two-layer MLP's params dominate both; where activations dominate, next:)"
+
+# The seed's no_grad row where activations dominate: bench/checkpoint's depth-8 residual MLP
+# (batch 512), its step without checkpoint against a forward-only export of the same blocks.
+CKPT=$BUILD/bench/checkpoint
+if [ -x "$CKPT" ]; then
+    echo
+    echo "== peak memory (tdslc stats), residual MLP, 8 blocks 64-256-64, batch 512"
+    "$CKPT" --emit-tdsl --depths 8 | sed 's/checkpoint(block, h, \(W[0-9]*\), \(V[0-9]*\))/block(h, \1, \2)/' \
+        > "$TMP/res8.tdsl" || exit 1
+    {
+        printf 'export fn forward(x: f32[512, 64]) -> f32[512, 10] {\n    h = x\n'
+        for k in 1 2 3 4 5 6 7 8; do printf '    h = block(h, W%d, V%d)\n' "$k" "$k"; done
+        printf '    return h @ Wo\n}\n'
+    } >> "$TMP/res8.tdsl"
+    for fn in step forward; do
+        "$TDSLC" stats "$TMP/res8.tdsl" --fn "$fn" > "$TMP/res_$fn.txt" || { echo "train_step.sh: tdslc stats of the residual MLP failed" >&2; exit 1; }
+        printf "%-8s %s\n" "$fn:" "$(grep 'peak memory' "$TMP/res_$fn.txt" | sed 's/^ *//')"
+    done
+    awk '/peak memory/ { v[n++] = $3 } END {
+            r = v[1] / v[0]
+            printf "forward / step peak memory = %.3f (<= 0.5: %s)\n", r, (r <= 0.5 ? "PASS" : "FAIL")
+        }' "$TMP/res_step.txt" "$TMP/res_forward.txt"
+else
+    echo "(no $CKPT: build the checkpoint bench for the residual MLP's memory row)"
+fi
 exit 0
