@@ -468,9 +468,24 @@ int tdsl_rt_save(const tdsl_instance *inst, const char *path)
         t->data = (const uint8_t *)inst->state + sd->offset;
         t->nbytes = (size_t)dense_bytes(sd->dtype, sd->rank, sd->shape);   /* inside the block: check_states */
     }
+    /* metadata: the module (load names it when a file does not match), and the optimizer
+     * state's names, one per line, so that a module without those training steps (an
+     * inference app) can load the params and pass over the state */
+    size_t len = 1;
+    for (int i = 0; i < d->nstates; i++)
+        len += strlen(d->states[i].name) + 1;
+    char *names = malloc(len);
+    if (!names) {
+        free(ts);
+        return fail_c(inst, TDSL_ERR_NOMEM, "%s: out of memory", path);
+    }
+    names[0] = 0;
+    for (int i = 0, o = 0; i < d->nstates; i++)
+        o += snprintf(names + o, len - (size_t)o, "%s%s", i ? "\n" : "", d->states[i].name);
     char err[ERRLEN];
-    const char *key = "module";   /* load names the module a mismatched file came from */
-    int rc = st_save_meta(path, ts, n, &key, &d->name, 1, err, sizeof err);
+    const char *keys[] = {"module", OPTIMIZER_STATE_KEY}, *values[] = {d->name, names};
+    int rc = st_save_meta(path, ts, n, keys, values, d->nstates ? 2 : 1, err, sizeof err);
+    free(names);
     free(ts);
     return rc == 0 ? TDSL_OK : fail_c(inst, TDSL_ERR_IO, "%s", err);
 }
@@ -545,6 +560,8 @@ int tdsl_rt_load(tdsl_instance *inst, const char *path)
             found = strcmp(d->params[i].name, s->name) == 0;
         for (int i = 0; i < d->nstates && !found; i++)
             found = strcmp(d->states[i].name, s->name) == 0;
+        /* another module's optimizer state (its save listed it): not ours to load */
+        found = found || st_metadata_lists(f, OPTIMIZER_STATE_KEY, s->name);
         if (!found)
             rc = tdsl_rt_fail(inst, TDSL_ERR_FORMAT,
                               "%s: tensor '%s' in the file is not a param or state of module '%s'%s", path, s->name,

@@ -358,6 +358,20 @@ const char *st_metadata(const st_file *f, const char *key)
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
+int st_metadata_lists(const st_file *f, const char *key, const char *name)
+{
+    const char *v = st_metadata(f, key);
+    size_t n = strlen(name);
+    for (const char *line = v; line && *line;) {
+        const char *end = strchr(line, '\n');
+        size_t len = end ? (size_t)(end - line) : strlen(line);
+        if (len == n && memcmp(line, name, n) == 0)
+            return 1;
+        line = end ? end + 1 : NULL;
+    }
+    return 0;
+}
+
 void st_close(st_file *f)
 {
     if (!f)

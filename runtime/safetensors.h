@@ -34,6 +34,11 @@ const st_tensor *st_get(const st_file *f, int i);              /* sorted by name
 const st_tensor *st_find(const st_file *f, const char *name);  /* NULL if absent */
 /* "__metadata__" string value for key, or NULL. */
 const char *st_metadata(const st_file *f, const char *key);
+/* The metadata key under which <module>_save lists its optimizer state tensors, one name per
+ * line: a module without them skips them on load. */
+#define OPTIMIZER_STATE_KEY "optimizer_state"
+/* Whether name is one of the lines of the metadata value for key. */
+int st_metadata_lists(const st_file *f, const char *key, const char *name);
 void st_close(st_file *f);
 
 /* Writes n tensors (names unique, <= 127 bytes; nbytes == numel * itemsize) atomically:

@@ -581,5 +581,19 @@ out_has 'label="kernel 1"'
 out_has "n5 -> n6;"
 end
 
+# A training checkpoint read by a module without the training step: the state the file
+# lists as optimizer state is passed over, anything else is refused (both engines).
+for engine in jit interp; do
+    begin "cli run --params of a training checkpoint in a module without the step ($engine): exit 0"
+    tdsl 0 run docs/examples/tiny.tdsl --fn logits --engine $engine --params $C/tiny_ckpt.safetensors
+    out_has "array([[ 2.07717"
+    end
+
+    begin "cli run --params with an unlisted extra tensor ($engine): exit 1"
+    tdsl 1 run docs/examples/tiny.tdsl --fn logits --engine $engine --params $C/tiny_junk.safetensors
+    err_has "tensor 'junk'"
+    end
+done
+
 echo "$npass passed, $nfail failed"
 [ "$nfail" = 0 ]

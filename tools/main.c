@@ -441,6 +441,7 @@ static bool load_params(const options *o, const ir_module *m, host_tensor *param
                     memcpy(states[j].data, s->data, s->nbytes);
                 }
             }
+            used = used || st_metadata_lists(st, OPTIMIZER_STATE_KEY, s->name);   /* another module's state */
             if (!used) {   /* a file from another model: refused, as <module>_load refuses it */
                 fprintf(stderr, "tdslc: %s: tensor '%s' matches no param or state of the module\n", o->params,
                         s->name);
