@@ -39,9 +39,11 @@ struct cg_llvm {
 int cg_kernel_inputs(const ir_func *f, const pass_kernel *k, int *storages);
 /* Emits kernel k of f as a function named `name` with the signature above. */
 /* aliased: the root's buffer is also one of the inputs (an update written in place into
- * the param it reads), so the buffers are not declared noalias. */
+ * the param it reads), so the buffers are not declared noalias. scratch: the arena offset
+ * of the kernel's scratch from the memory plan (pass_kernel_scratch), or -1: index_add and
+ * gather_add then allocate their accumulator on the heap per call. */
 LLVMValueRef cg_emit_kernel(cg_llvm *cg, const ir_func *f, const pass_schedule *s, int k, const char *name,
-                            bool aliased);
+                            bool aliased, int64_t scratch);
 
 /* ---- codegen/llvm_copy.c ---- */
 /* Emits `void name(ptr out, ptr in, ptr inst)`: copies node id's value (a strided view of

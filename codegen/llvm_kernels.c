@@ -44,6 +44,7 @@ typedef struct kctx {
     int ins[MAX_IN];
     bool status;              /* the kernel returns i32 */
     bool aliased;             /* the output buffer is also an input: no noalias */
+    int64_t scratch;          /* arena offset of the kernel's scratch (passes.h), or -1 */
     int W;                    /* vector lanes */
     LLVMValueRef fn;          /* function being emitted: the kernel or its .rng */
     LLVMValueRef out, inst;
@@ -1970,11 +1971,18 @@ static void scatter_add(kctx *kc, const ir_node *srcn, const src *ss, const ir_n
     for (int d = 0; d < n->rank; d++)
         span += (n->shape[d] - 1) * n->strides[d];
     LLVMValueRef acc = kc->out;
-    if (scratch) {
-        acc = libc_call(kc, "malloc", I64(kc, span * 8));
-        LLVMValueRef none = LLVMBuildICmp(b, LLVMIntEQ, acc, LLVMConstNull(kc->cg->t_ptr), "");
-        LLVMValueRef args[1] = {I64(kc, span)};
-        fail_if(kc, n, none, "out of memory for a %lld-element accumulator", args, 1);
+    if (scratch) {   /* the memory plan's scratch slot in the arena, or (no plan) the heap */
+        if (kc->scratch >= 0) {
+            LLVMTypeRef fty;
+            LLVMValueRef fn = cg_runtime_fn(kc->cg, "tdsl_rt_arena", &fty);
+            LLVMValueRef base = LLVMBuildCall2(b, fty, fn, &kc->inst, 1, ""), off = I64(kc, kc->scratch);
+            acc = LLVMBuildInBoundsGEP2(b, kc->cg->t_i8, base, &off, 1, "scratch");
+        } else {
+            acc = libc_call(kc, "malloc", I64(kc, span * 8));
+            LLVMValueRef none = LLVMBuildICmp(b, LLVMIntEQ, acc, LLVMConstNull(kc->cg->t_ptr), "");
+            LLVMValueRef args[1] = {I64(kc, span)};
+            fail_if(kc, n, none, "out of memory for a %lld-element accumulator", args, 1);
+        }
     }
     /* zero it over the output's layout */
     int64_t zst[1][R];
@@ -2008,7 +2016,8 @@ static void scatter_add(kctx *kc, const ir_node *srcn, const src *ss, const ir_n
     LLVMValueRef s = load_elems(kc, acc, DT_F64, ro[0], 1, 0);
     store_elems(kc, kc->out, n->dtype, ro[0], 1, 1, cvt(kc, s, DT_F64, n->dtype, 1));
     nest_close(kc, &Z);
-    libc_call(kc, "free", acc);
+    if (kc->scratch < 0)
+        libc_call(kc, "free", acc);
 }
 
 /* index_add: src = out.shape[:axis] + idx.shape + out.shape[axis+1:];
@@ -2184,7 +2193,7 @@ static bool can_fail(const kctx *kc)
  * remainder by zero, a max/argmax over an empty dim): 0, or the status of the
  * tdsl_rt_fail call it made. */
 LLVMValueRef cg_emit_kernel(cg_llvm *cg, const ir_func *f, const pass_schedule *s, int k, const char *name,
-                            bool aliased)
+                            bool aliased, int64_t scratch)
 {
     if (!cg || !f || !s || !name || k < 0 || k >= s->nkernels)
         return NULL;
@@ -2198,6 +2207,7 @@ LLVMValueRef cg_emit_kernel(cg_llvm *cg, const ir_func *f, const pass_schedule *
     kc.cg = cg;
     kc.b = cg->b;
     kc.aliased = aliased;
+    kc.scratch = scratch;
     kc.f = f;
     kc.k = kr;
     kc.root = &f->nodes[kr->root];

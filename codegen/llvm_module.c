@@ -413,7 +413,7 @@ static int emit_export(cg_llvm *cg, const fn_plan *fp, char *err, size_t errlen)
     for (int k = 0; k < nk; k++) {
         const ir_node *root = &f->nodes[fp->s->kernels[k].root];
         char *name = arena_printf(cg->ar, "%s__%s__k%d", mod, f->name, k);
-        kfn[k] = cg_emit_kernel(cg, f, fp->s, k, name, writes_over_input(fp, &fp->s->kernels[k]));
+        kfn[k] = cg_emit_kernel(cg, f, fp->s, k, name, writes_over_input(fp, &fp->s->kernels[k]), fp->p->scratch[k]);
         if (!kfn[k]) {
             set_err(err, errlen, "%s_%s: no CPU code for op '%s' (node %%%d, line %d:%d)", mod, f->name,
                     ir_ops[root->op].name, fp->s->kernels[k].root, root->line, root->col);

@@ -66,6 +66,8 @@ void pass_print_plan(FILE *out, const ir_func *f, const pass_schedule *s, const 
             fprintf(out, "arena +%lld (%lld bytes)", (long long)m->offset, (long long)m->bytes);
         else
             fprintf(out, "%s %d (%lld bytes)", kind_names[m->kind], m->index, (long long)m->bytes);
+        if (p->scratch[k] >= 0)
+            fprintf(out, "  scratch +%lld (%lld bytes)", (long long)p->scratch[k], (long long)pass_kernel_scratch(f, kr));
         if (kr->nmembers > 1) {
             fputs("  fuses", out);
             for (int j = 0; j < kr->nmembers; j++)

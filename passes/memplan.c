@@ -174,6 +174,18 @@ static bool update_in_place(const ir_func *f, const pass_schedule *s, const int 
     return true;
 }
 
+int64_t pass_kernel_scratch(const ir_func *f, const pass_kernel *kr)
+{
+    const ir_node *n = &f->nodes[kr->root];
+    if ((n->op != OP_index_add && n->op != OP_gather_add) || !ir_dtype_is_float(n->dtype) || n->dtype == DT_F64 ||
+        ir_numel(n) == 0)
+        return 0;
+    int64_t span = n->offset + 1;   /* the output's storage span: offset and strides kept */
+    for (int d = 0; d < n->rank; d++)
+        span += (n->shape[d] - 1) * n->strides[d];
+    return span * 8;
+}
+
 pass_memplan *pass_memplan_func(arena *ar, const ir_func *f, const pass_schedule *s)
 {
     pass_memplan *p = arena_alloc(ar, sizeof *p);
@@ -241,10 +253,14 @@ pass_memplan *pass_memplan_func(arena *ar, const ir_func *f, const pass_schedule
             p->backup_bytes += align64(storage_bytes(n));
         }
     slots sl = {.ar = ar};
+    p->scratch = arena_alloc(ar, sizeof(int64_t) * (size_t)(nk ? nk : 1));
     for (int k = 0; k < nk; k++) {
         int id = s->kernels[k].root;
-        if (p->mem[id].kind != MEM_NONE)
+        int64_t need = pass_kernel_scratch(f, &s->kernels[k]);
+        if (p->mem[id].kind != MEM_NONE) {
+            p->scratch[k] = need ? place(&sl, k, k, need) : -1;
             continue;
+        }
         int64_t bytes = storage_bytes(&f->nodes[id]);
         int until = last[id] > k ? last[id] : k;
         int in = overwritable_input(f, &s->kernels[k], k, last, p->mem);
@@ -254,6 +270,7 @@ pass_memplan *pass_memplan_func(arena *ar, const ir_func *f, const pass_schedule
         } else {
             p->mem[id] = (pass_mem){MEM_ARENA, 0, place(&sl, k, until, bytes), bytes};
         }
+        p->scratch[k] = need ? place(&sl, k, k, need) : -1;   /* after the root: both live at k */
     }
     /* update outputs: their own arena slot when it holds the dense value, else a staging slot */
     for (int k = nres; k < f->nouts; k++) {

@@ -69,6 +69,8 @@ typedef struct pass_memplan {
                              (the old value, kept only with check_finite, restored when the
                              step fails its checks); -1 otherwise */
     int64_t backup_bytes; /* the backup buffer's size */
+    int64_t *scratch;     /* per kernel: arena byte offset of its scratch (pass_kernel_scratch),
+                             live only while it runs; -1 for none */
     int64_t arena_bytes;  /* total scratch */
     int64_t arena_bytes_unshared;   /* what the slots would take without reuse */
 } pass_memplan;
@@ -80,6 +82,9 @@ typedef struct pass_memplan {
  * elementwise and cannot fail (so a failing step has changed nothing; check_finite
  * restores from the backup). */
 pass_memplan *pass_memplan_func(arena *ar, const ir_func *f, const pass_schedule *s);
+/* Scratch memory kernel kr needs while it runs: index_add and gather_add into f32, f16 or
+ * bf16 sum in an f64 accumulator shaped like the output (as ir_eval does); 0 for others. */
+int64_t pass_kernel_scratch(const ir_func *f, const pass_kernel *kr);
 /* The module's state block: byte offset of each state (64-byte aligned) in offsets (may be
  * NULL); returns the block's size in bytes. */
 int64_t pass_state_layout(const ir_module *m, int64_t *offsets);

@@ -410,7 +410,7 @@ START_TEST(test_fused_members)
     jitted j;
     j.cg = cg_llvm_build(m, &co, err, sizeof err);
     ck_assert_msg(j.cg != NULL, "%s", err);
-    ck_assert(cg_emit_kernel(j.cg, f, &sched, 0, "fused_kernel", false) != NULL);
+    ck_assert(cg_emit_kernel(j.cg, f, &sched, 0, "fused_kernel", false, -1) != NULL);
     j.jit = cg_jit_create(j.cg, err, sizeof err);
     ck_assert_msg(j.jit != NULL, "%s", err);
     void *(*create)(const void *);

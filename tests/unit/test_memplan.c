@@ -74,16 +74,18 @@ static bool overwrites(const ir_func *f, const pass_schedule *s, int k, int sid)
 }
 
 /* every pair of arena storages (and staging slots) that share bytes has disjoint lifetimes */
+static int nscratch;   /* kernels with scratch seen */
+
 static void check_plan(const char *where, const ir_func *f, bool fuse, int64_t *saved, int *nin_place)
 {
     pass_plan pl = pass_pipeline(&ar, f, fuse);
     const pass_memplan *p = pl.mem;
-    life *lv = arena_alloc(&ar, sizeof *lv * (size_t)(f->nnodes + f->nouts + 1));
+    int nk = pl.schedule->nkernels, cap = f->nnodes + f->nouts + nk + 1;
+    life *lv = arena_alloc(&ar, sizeof *lv * (size_t)cap);
     lifetimes(f, pl.schedule, lv);
-    int nk = pl.schedule->nkernels;
-    int n = 0, *ids = arena_alloc(&ar, sizeof(int) * (size_t)(f->nnodes + f->nouts + 1));
-    int64_t *off = arena_alloc(&ar, sizeof(int64_t) * (size_t)(f->nnodes + f->nouts + 1));
-    int64_t *len = arena_alloc(&ar, sizeof(int64_t) * (size_t)(f->nnodes + f->nouts + 1));
+    int n = 0, *ids = arena_alloc(&ar, sizeof(int) * (size_t)cap);
+    int64_t *off = arena_alloc(&ar, sizeof(int64_t) * (size_t)cap);
+    int64_t *len = arena_alloc(&ar, sizeof(int64_t) * (size_t)cap);
     for (int i = 0; i < f->nnodes; i++)
         if (p->mem[i].kind == MEM_ARENA) {
             ck_assert_msg(lv[i].first >= 0, "%s: %%%d is in the arena but no kernel writes it", where, i);
@@ -92,6 +94,18 @@ static void check_plan(const char *where, const ir_func *f, bool fuse, int64_t *
             ids[n] = i;
             off[n] = p->mem[i].offset;
             len[n++] = p->mem[i].bytes;
+        }
+    for (int k = 0; k < nk; k++)   /* a kernel's scratch: live while it runs */
+        if (p->scratch[k] >= 0) {
+            ids[n] = f->nnodes + f->nouts + k;
+            lv[ids[n]] = (life){k, k};
+            off[n] = p->scratch[k];
+            len[n] = pass_kernel_scratch(f, &pl.schedule->kernels[k]);
+            ck_assert_int_le(off[n] + len[n], p->arena_bytes);
+            nscratch++;
+            n++;
+        } else {
+            ck_assert_int_eq(pass_kernel_scratch(f, &pl.schedule->kernels[k]), 0);
         }
     int nslots = n;
     for (int o = ir_num_results(f); o < f->nouts; o++)   /* staging slots: written after the kernels */
@@ -187,6 +201,7 @@ START_TEST(no_two_live_values_share_bytes)
     printf("memplan: %d exports planned with and without fusion, %lld arena bytes saved by reuse, %d updates in place\n",
            n, (long long)saved, in_place);
     ck_assert_int_gt(in_place, 0);
+    ck_assert_int_gt(nscratch, 0);   /* embedding gradients (index_add into f32) */
     ck_assert_int_gt(saved, 0);   /* and reuse happens */
 }
 END_TEST
