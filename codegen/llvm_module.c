@@ -553,7 +553,7 @@ static LLVMValueRef storage_base(cg_llvm *cg, LLVMValueRef fn, const fn_plan *fp
         LLVMValueRef off = i64c(cg, m->offset);
         return LLVMBuildInBoundsGEP2(cg->b, cg->t_i8, *arena_ptr, &off, 1, "");
     }
-    case MEM_STATE: {   /* read-only here: a step writes states only when it commits */
+    case MEM_STATE: {   /* a state, or the update a kernel writes into it in place */
         LLVMValueRef off = i64c(cg, m->offset);
         return LLVMBuildInBoundsGEP2(cg->b, cg->t_i8, call_rt(cg, "tdsl_rt_state", &inst, 1), &off, 1, "");
     }
