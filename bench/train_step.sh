@@ -60,17 +60,24 @@ awk '
         printf "\ntarget: 784-256-10 step, 1 thread, PyTorch / tdsl = %.2f (>= 1.25: %s)\n", r, (r >= 1.25 ? "PASS" : "FAIL")
     }' "$TMP/c.txt" "$TMP/py.txt"
 
+# memory_row FILE: the peak memory `tdslc stats` gives FILE's step and forward exports, and
+# their ratio against the issue's target (forward <= half the step).
+memory_row() {
+    local fn
+    for fn in step forward; do
+        "$TDSLC" stats "$1" --fn "$fn" > "$TMP/stats_$fn.txt" || { echo "train_step.sh: tdslc stats $1 --fn $fn failed" >&2; exit 1; }
+        printf "%-8s %s\n" "$fn:" "$(grep 'peak memory' "$TMP/stats_$fn.txt" | sed 's/^ *//')"
+    done
+    awk '/peak memory/ { v[n++] = $3 } END {
+            r = v[1] / v[0]
+            printf "forward / step peak memory = %.3f (<= 0.5: %s)\n", r, (r <= 0.5 ? "PASS" : "FAIL")
+        }' "$TMP/stats_step.txt" "$TMP/stats_forward.txt"
+}
+
 echo
 echo "== peak memory (tdslc stats), 784-256-10, batch 64"
 "$BENCH" --emit-tdsl 784 > "$TMP/mlp784.tdsl" || exit 1
-for fn in step forward; do
-    "$TDSLC" stats "$TMP/mlp784.tdsl" --fn "$fn" > "$TMP/stats_$fn.txt" || { echo "train_step.sh: tdslc stats --fn $fn failed" >&2; exit 1; }
-    printf "%-8s %s\n" "$fn:" "$(grep 'peak memory' "$TMP/stats_$fn.txt" | sed 's/^ *//')"
-done
-awk '/peak memory/ { v[n++] = $3 } END {
-        r = v[1] / v[0]
-        printf "forward / step peak memory = %.3f (<= 0.5: %s)\n", r, (r <= 0.5 ? "PASS" : "FAIL")
-    }' "$TMP/stats_step.txt" "$TMP/stats_forward.txt"
+memory_row "$TMP/mlp784.tdsl"
 echo "(a two-layer MLP's params dominate both; where activations dominate, next:)"
 
 # The seed's no_grad row where activations dominate: bench/checkpoint's depth-8 residual MLP
@@ -86,14 +93,7 @@ if [ -x "$CKPT" ]; then
         for k in 1 2 3 4 5 6 7 8; do printf '    h = block(h, W%d, V%d)\n' "$k" "$k"; done
         printf '    return h @ Wo\n}\n'
     } >> "$TMP/res8.tdsl"
-    for fn in step forward; do
-        "$TDSLC" stats "$TMP/res8.tdsl" --fn "$fn" > "$TMP/res_$fn.txt" || { echo "train_step.sh: tdslc stats of the residual MLP failed" >&2; exit 1; }
-        printf "%-8s %s\n" "$fn:" "$(grep 'peak memory' "$TMP/res_$fn.txt" | sed 's/^ *//')"
-    done
-    awk '/peak memory/ { v[n++] = $3 } END {
-            r = v[1] / v[0]
-            printf "forward / step peak memory = %.3f (<= 0.5: %s)\n", r, (r <= 0.5 ? "PASS" : "FAIL")
-        }' "$TMP/res_step.txt" "$TMP/res_forward.txt"
+    memory_row "$TMP/res8.tdsl"
 else
     echo "(no $CKPT: build the checkpoint bench for the residual MLP's memory row)"
 fi

@@ -905,6 +905,17 @@ static bool check_result(lower_ctx *c, value r, const ast_expr *t, const char *f
     return ok;
 }
 
+void lw_enter_fn(lower_ctx *c, ir_func *f)
+{
+    c->fn = f;
+    c->param_nodes = arena_alloc(c->ar, sizeof(int) * (size_t)(c->mod->nparams + 1));
+    for (int k = 0; k < c->mod->nparams; k++)
+        c->param_nodes[k] = -1;
+    for (int id = 0; id < f->nnodes; id++)
+        if (f->nodes[id].op == OP_param)
+            c->param_nodes[f->nodes[id].i[0]] = id;
+}
+
 void lw_export_fn(lower_ctx *c, const ast_decl *d)
 {
     ir_arg args[64];
@@ -936,12 +947,9 @@ void lw_export_fn(lower_ctx *c, const ast_decl *d)
     ir_func *f = ir_func_new(c->mod, d->name, d->nparams, args);
     f->line = d->loc.line;
     f->col = d->loc.col;
-    c->fn = f;
+    lw_enter_fn(c, f);
     c->scope = NULL;
     c->depth = 0;
-    c->param_nodes = arena_alloc(c->ar, sizeof(int) * (size_t)(c->mod->nparams + 1));
-    for (int k = 0; k < c->mod->nparams; k++)
-        c->param_nodes[k] = -1;
     for (int k = 0; k < d->nparams; k++) {
         c->loc = d->params[k].loc;
         ir_proto p = {.op = OP_arg, .i = {k}, .name = d->params[k].name};

@@ -115,18 +115,12 @@ static int emit_custom_grad(void *ctx, const ir_func *src, ir_func *dst, const p
     src_loc sloc = c->loc;
     const char *sbind = c->bind_name;
     int errors = diag_error_count();
-    c->fn = dst;
+    lw_enter_fn(c, dst);
     c->scope = NULL;
     c->grad_export = NULL;   /* helpers called by the block just run forward */
     c->in_custom = 1;
     c->bind_name = NULL;
     c->loc = fn->grad_loc;
-    c->param_nodes = arena_alloc(c->ar, sizeof(int) * (size_t)(c->mod->nparams + 1));
-    for (int k = 0; k < c->mod->nparams; k++)
-        c->param_nodes[k] = -1;
-    for (int id = 0; id < dst->nnodes; id++)
-        if (dst->nodes[id].op == OP_param)
-            c->param_nodes[dst->nodes[id].i[0]] = id;
     /* the call's bindings, oldest first, so the newest of each name wins */
     int nb = 0;
     for (binding *b = rec->scope; b; b = b->next)

@@ -133,6 +133,8 @@ void lw_bind_quiet(lower_ctx *c, const char *name, value v); /* binds without na
 void lw_exec_block(lower_ctx *c, ast_stmt **body, int n, exec_state *st);
 value lw_const_expr(lower_ctx *c, const ast_expr *e);        /* consts, literals, + - * / % ** */
 void lw_export_fn(lower_ctx *c, const ast_decl *d);
+/* Lowering continues in f: c->fn = f, with f's param nodes (made once per function) found. */
+void lw_enter_fn(lower_ctx *c, ir_func *f);
 
 /* ---- lower_builtins.c ---- */
 extern const builtin lw_builtins[];

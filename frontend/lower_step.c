@@ -292,14 +292,8 @@ void lw_step_export(lower_ctx *c, const ast_decl *d, const ast_decl *fn)
     G->updates = NULL;
     ir_add_output(G, loss);
 
-    c->fn = G;
+    lw_enter_fn(c, G);
     c->loc = d->loc;
-    c->param_nodes = arena_alloc(c->ar, sizeof(int) * (size_t)(c->mod->nparams + 1));
-    for (int k = 0; k < c->mod->nparams; k++)
-        c->param_nodes[k] = -1;
-    for (int id = 0; id < G->nnodes; id++)
-        if (G->nodes[id].op == OP_param)
-            c->param_nodes[G->nodes[id].i[0]] = id;
     step_ctx S = {.c = c, .d = d, .apply = -1};
     int errors = diag_error_count();
     int64_t N = (int64_t)opt[O_ACCUMULATE];

@@ -88,6 +88,24 @@ int64_t pass_state_layout(const ir_module *m, int64_t *offsets)
     return off;
 }
 
+/* Whether kernel kr reads storage sid only at the element it writes: every read is sid's
+ * own node, contiguous, with the root's shape and element size. */
+static bool reads_in_step(const ir_func *f, const pass_kernel *kr, int sid)
+{
+    const ir_node *root = &f->nodes[kr->root];
+    for (int m = 0; m < kr->nmembers; m++) {
+        const ir_node *y = &f->nodes[kr->members[m]];
+        for (int q = 0; q < y->nin; q++) {
+            const ir_node *in = &f->nodes[y->in[q]];
+            if (in->storage == sid &&
+                (y->in[q] != sid || ir_dtype_size(in->dtype) != ir_dtype_size(root->dtype) || in->rank != root->rank ||
+                 !ir_is_contiguous(in) || memcmp(in->shape, root->shape, sizeof(int64_t) * (size_t)root->rank) != 0))
+                return false;
+        }
+    }
+    return true;
+}
+
 /* Kernel k's root may take the arena slot of storage `in` when the kernel is elementwise,
  * k is the last kernel to read `in`, and it reads `in` only at the element it writes: the
  * storage's own node, same shape and element size as the root. Returns such an input
@@ -103,19 +121,7 @@ static int overwritable_input(const ir_func *f, const pass_kernel *kr, int k, co
             int sid = f->nodes[x->in[q]].storage;
             if (mem[sid].kind != MEM_ARENA || last[sid] != k || mem[sid].bytes != storage_bytes(root))
                 continue;
-            bool ok = true;   /* every read of sid in the kernel: sid's own node, root-shaped */
-            for (int m2 = 0; m2 < kr->nmembers && ok; m2++) {
-                const ir_node *y = &f->nodes[kr->members[m2]];
-                for (int q2 = 0; q2 < y->nin && ok; q2++) {
-                    const ir_node *in = &f->nodes[y->in[q2]];
-                    if (in->storage != sid)
-                        continue;
-                    ok = y->in[q2] == sid && ir_dtype_size(in->dtype) == ir_dtype_size(root->dtype) &&
-                         in->rank == root->rank && ir_is_contiguous(in) &&
-                         memcmp(in->shape, root->shape, sizeof(int64_t) * (size_t)root->rank) == 0;
-                }
-            }
-            if (ok)
+            if (reads_in_step(f, kr, sid))
                 return sid;
         }
     }
@@ -158,18 +164,8 @@ static bool update_in_place(const ir_func *f, const pass_schedule *s, const int 
         const ir_node *t = &f->nodes[i];
         if (t->op != leaf || t->i[0] != u->index)
             continue;
-        if (last[i] > K)   /* the old value is read after the update (or copied out) */
+        if (last[i] > K || !reads_in_step(f, kr, i))   /* old value read later, or elsewhere */
             return false;
-        /* inside K: only the leaf itself, read at the element being written */
-        for (int m = 0; m < kr->nmembers; m++) {
-            const ir_node *x = &f->nodes[kr->members[m]];
-            for (int q = 0; q < x->nin; q++) {
-                const ir_node *in = &f->nodes[x->in[q]];
-                if (in->storage == i && (x->in[q] != i || in->rank != n->rank ||
-                                         memcmp(in->shape, n->shape, sizeof(int64_t) * (size_t)n->rank) != 0))
-                    return false;
-            }
-        }
     }
     return true;
 }
